@@ -1,0 +1,38 @@
+# tokenprune: passage-token pruning for ColBERT (Lassance et al., SIGIR 2022).
+#
+#   snakemake --cores all                        # the whole study
+#   snakemake --cores all --until prepare_data   # one stage
+#   snakemake --report reports/report.html       # the HTML report
+#
+# Every rule calls a `tokenprune` sub-command; the logic lives in the
+# library under workflow/tokenprune.
+
+from snakemake.utils import min_version
+
+from tokenprune.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# Snakemake's validate() against workflow/schemas/config.schema.yaml (filling
+# defaults), preceded by a concise message for the first violation and
+# followed by cross-checks a schema cannot express (dataset/split/measure names).
+validate_config(config)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/indexing.smk"
+include: "workflow/rules/retrieval.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.report.output,
+    default_target: True

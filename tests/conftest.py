@@ -1,0 +1,61 @@
+"""Shared fixtures: the real offline collections and small hand-built ones."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TOKENPRUNE_DATA_DIR") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real collections (``../shared/data`` or ``$TOKENPRUNE_DATA_DIR``)."""
+    if not (SHARED_DATA / "scifact" / "corpus.jsonl").is_file():
+        pytest.skip(f"real collections not found at {SHARED_DATA}; set TOKENPRUNE_DATA_DIR")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from tokenprune.backbone import load_tokenizer
+
+    return load_tokenizer("embedded")
+
+
+def write_beir_folder(
+    folder: Path,
+    documents: list[dict],
+    queries: list[dict],
+    qrels: dict[str, list[tuple[str, str, int]]],
+) -> Path:
+    """Write a small collection in BEIR layout (qrels with BEIR's header and CRLF line ends)."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in documents))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    for split, rows in qrels.items():
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, d, r in rows]
+        (folder / "qrels" / f"{split}.tsv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return folder
+
+
+TINY_DOCUMENTS = [
+    {"_id": "d1", "title": "Aspirin", "text": "Aspirin reduces the risk of heart attacks.", "metadata": {}},
+    {"_id": "d2", "title": "", "text": "Vitamin C does not cure the common cold.", "metadata": {}},
+    {"_id": "d3", "title": "Sleep", "text": "Adults need seven hours of sleep.", "metadata": {}},
+]
+TINY_QUERIES = [
+    {"_id": "q1", "text": "does aspirin prevent heart attacks", "metadata": {}},
+    {"_id": "q2", "text": "vitamin c and colds", "metadata": {}},
+    {"_id": "q3", "text": "how much sleep", "metadata": {}},
+]
+TINY_QRELS = {"train": [("q1", "d1", 1), ("q2", "d2", 1)], "test": [("q3", "d3", 2)]}
+
+
+@pytest.fixture()
+def tiny_beir(tmp_path: Path) -> Path:
+    return write_beir_folder(tmp_path / "tiny", TINY_DOCUMENTS, TINY_QUERIES, TINY_QRELS)

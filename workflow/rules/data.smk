@@ -1,0 +1,29 @@
+rule prepare_data:
+    """Normalise one collection: corpus, queries and qrels per split, stats.json."""
+    output:
+        directory(DATA_DIR),
+    params:
+        spec=lambda wildcards: quoted_json(config["datasets"][wildcards.dataset]),
+        query_max_length=lambda wildcards: query_max_length(wildcards.dataset),
+        data_dir=lambda wildcards: (
+            f"--data-dir {shlex.quote(config['offline_data_dir'])}"
+            if config["offline_data_dir"]
+            else ""
+        ),
+        strict="--strict" if config["strict_qrels"] else "",
+    log:
+        "logs/prepare_data/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_data/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "tokenprune prepare-data --dataset {wildcards.dataset} --spec {params.spec}"
+        " --output {output} --backbone {MODEL[backbone]} --irds-home {config[irds_home]}"
+        " --passage-max-length {MODEL[passage_max_length]}"
+        " --query-max-length {params.query_max_length} {params.data_dir} {params.strict}"
+        " > {log} 2>&1"

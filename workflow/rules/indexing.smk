@@ -1,0 +1,23 @@
+rule index:
+    """Encode a corpus with the model's selection layer active: fp16 vectors, offsets, index_stats.json."""
+    input:
+        model=MODEL_DIR,
+        data=DATA_DIR.replace("{dataset}", "{corpus}"),
+    output:
+        directory(INDEX_DIR),
+    params:
+        batch_size=config["indexing"]["batch_size"],
+    log:
+        "logs/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.log",
+    benchmark:
+        "benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/retrieval.yaml"
+    shell:
+        "tokenprune index --model {input.model} --data {input.data}"
+        " --batch-size {params.batch_size} --output {output} > {log} 2>&1"

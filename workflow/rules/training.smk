@@ -1,0 +1,84 @@
+rule compute_idf:
+    """IDF of every vocabulary entry over the training corpus, with the backbone's tokenizer."""
+    input:
+        DATA_DIR,
+    output:
+        IDF,
+    log:
+        "logs/compute_idf/{dataset}.log",
+    benchmark:
+        "benchmarks/compute_idf/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "tokenprune compute-idf --data {input} --backbone {MODEL[backbone]} --output {output} > {log} 2>&1"
+
+
+rule mine_negatives:
+    """(query, positive, BM25 hard negative) triples from a split's qrels."""
+    input:
+        DATA_DIR,
+    output:
+        TRIPLES,
+    params:
+        negatives=config["training"]["negatives_per_query"],
+        skip=config["training"]["negatives_skip"],
+        docpairs=(
+            f"--docpairs-irds-id {config['training']['docpairs_irds_id']}"
+            if config["training"]["docpairs_irds_id"]
+            else ""
+        ),
+    log:
+        "logs/mine_negatives/{dataset}/{split}.log",
+    benchmark:
+        "benchmarks/mine_negatives/{dataset}/{split}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "tokenprune mine-negatives --data {input} --split {wildcards.split}"
+        " --negatives-per-query {params.negatives} --skip {params.skip} {params.docpairs}"
+        " --output {output} > {log} 2>&1"
+
+
+def idf_input(wildcards):
+    return IDF.format(dataset=wildcards.dataset) if wildcards.strategy == "idf" else []
+
+
+rule train:
+    """ColBERT with the selection layer in the loop; the baseline ('none', k=all) once per dataset."""
+    input:
+        check_variant,
+        data=DATA_DIR,
+        triples=TRIPLES.replace("{split}", TRAIN["split"]),
+        idf=idf_input,
+    output:
+        directory(MODEL_DIR),
+    params:
+        idf=lambda wildcards, input: f"--idf {input.idf}" if input.idf else "",
+        model=quoted_json(MODEL),
+        training=quoted_json(config["training"]),
+        checkpoints="results/checkpoints/{dataset}/{strategy}/k{k}/seed{seed}",
+    log:
+        "logs/train/{dataset}/{strategy}/k{k}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "tokenprune train --data {input.data} --triples {input.triples} {params.idf}"
+        " --strategy {wildcards.strategy} --k {wildcards.k} --seed {wildcards.seed}"
+        " --model-config {params.model} --training-config {params.training}"
+        " --checkpoint-dir {params.checkpoints} --output {output} > {log} 2>&1"

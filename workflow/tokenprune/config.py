@@ -1,0 +1,76 @@
+"""Load and validate config.yaml outside Snakemake, with the workflow's own schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tokenprune.errors import TokenpruneError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` against the schema, fill in defaults, and check cross-references.
+
+    Raises
+    ------
+    TokenpruneError
+        Naming the offending key and what is allowed.
+    """
+    import jsonschema
+    from snakemake.utils import validate
+
+    if not SCHEMA_PATH.is_file():
+        raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; install tokenprune from its repository (pip install -e .)")
+    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise TokenpruneError(f"config key {describe_path(error.absolute_path)}: {error.message}")
+    # Snakemake's validator is the one the workflow uses; here it fills in the schema's defaults.
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    check_references(config)
+    return config
+
+
+def describe_path(path: Iterable[str | int]) -> str:
+    """Render a JSON path such as ``['k', 0]`` as ``'k[0]'`` (``'<top level>'`` when empty)."""
+    rendered = ""
+    for part in path:
+        rendered += f"[{part}]" if isinstance(part, int) else (f".{part}" if rendered else str(part))
+    return repr(rendered) if rendered else "<top level>"
+
+
+def check_references(config: dict[str, Any]) -> None:
+    """Check what a JSON schema cannot: names that must refer to configured datasets, splits and measures."""
+    import ir_measures
+
+    datasets = config["datasets"]
+    for role, entry in [("train", config["train"]), *(("evaluate", item) for item in config["evaluate"])]:
+        if entry["dataset"] not in datasets:
+            raise TokenpruneError(
+                f"{role}.dataset {entry['dataset']!r} is not a configured dataset; choose from {sorted(datasets)}"
+            )
+        splits = datasets[entry["dataset"]]["splits"]
+        if entry["split"] not in splits:
+            raise TokenpruneError(
+                f"{role}: dataset {entry['dataset']!r} has no split {entry['split']!r}; choose from {sorted(splits)}"
+            )
+    for name in config.get("metrics", []):
+        try:
+            ir_measures.parse_measure(name)
+        except (ValueError, NameError, SyntaxError, TypeError, AttributeError, KeyError):
+            raise TokenpruneError(f"metrics: {name!r} is not an ir_measures measure (e.g. nDCG@10, RR@10, R@100)") from None
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TokenpruneError(f"config file {str(path)!r} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    return validate_config(config)

@@ -1,0 +1,237 @@
+"""Readers that turn a collection into plain documents, queries and judgments.
+
+Two sources exist: a local folder in BEIR layout, read directly, and an
+ir_datasets id. Both stream documents one at a time, so a large corpus is
+never held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tokenprune.data.spec import DatasetSpec
+from tokenprune.errors import TokenpruneError
+from tokenprune.io import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+OFFLINE_DATA_ENV = "TOKENPRUNE_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Query:
+    query_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Judgment:
+    query_id: str
+    doc_id: str
+    relevance: int
+
+
+class CollectionSource(Protocol):
+    """What the data stage needs from a collection."""
+
+    description: str
+
+    def documents(self) -> Iterator[Document]: ...
+
+    def queries(self, split: str) -> Iterator[Query]: ...
+
+    def judgments(self, split: str) -> Iterator[Judgment]: ...
+
+
+def join_fields(record: Any, fields: tuple[str, ...]) -> str:
+    """Join the named fields of a dict or named tuple, skipping empty ones; runs of white space become one space."""
+    getter = record.get if isinstance(record, dict) else (lambda name: getattr(record, name, None))
+    return " ".join(word for value in map(getter, fields) if value for word in str(value).split())
+
+
+class BeirFolder:
+    """A collection in BEIR layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
+
+    Splits are read from ``qrels/<split name>.tsv``; the ir_datasets ids a
+    spec may map them to are not used here.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], spec: DatasetSpec) -> None:
+        self.folder = Path(folder)
+        self.spec = spec
+        self.description = f"BEIR folder {self.folder}"
+        if not self.folder.is_dir():
+            raise TokenpruneError(f"dataset {spec.name!r}: BEIR folder {str(self.folder)!r} does not exist")
+        for required in ("corpus.jsonl", "queries.jsonl"):
+            if not (self.folder / required).is_file():
+                raise TokenpruneError(f"dataset {spec.name!r}: {str(self.folder / required)!r} is missing")
+        available = sorted(path.stem for path in (self.folder / "qrels").glob("*.tsv"))
+        for split in spec.splits:
+            if split not in available:
+                raise TokenpruneError(
+                    f"dataset {spec.name!r}: split {split!r} needs qrels/{split}.tsv in {str(self.folder)!r}; "
+                    f"available splits: {available or 'none'}"
+                )
+
+    def documents(self) -> Iterator[Document]:
+        path = self.folder / "corpus.jsonl"
+        for line_number, record in iter_jsonl(path):
+            if "_id" not in record:
+                raise TokenpruneError(f"{path}:{line_number}: document has no '_id'")
+            yield Document(str(record["_id"]), join_fields(record, self.spec.document_fields))
+
+    def judgments(self, split: str) -> Iterator[Judgment]:
+        path = self.folder / "qrels" / f"{split}.tsv"
+        with open(path, encoding="utf-8") as lines:
+            for line_number, line in enumerate(lines, start=1):
+                columns = line.rstrip("\r\n").split("\t")
+                if line_number == 1 and columns[0] == "query-id":
+                    continue
+                if not line.strip():
+                    continue
+                if len(columns) != 3:
+                    raise TokenpruneError(f"{path}:{line_number}: expected 3 tab-separated columns, found {len(columns)}")
+                try:
+                    relevance = int(columns[2])
+                except ValueError:
+                    raise TokenpruneError(f"{path}:{line_number}: relevance {columns[2]!r} is not an integer") from None
+                yield Judgment(columns[0], columns[1], relevance)
+
+    def queries(self, split: str) -> Iterator[Query]:
+        # BEIR keeps every query in one file; a split's queries are those its qrels judge.
+        judged = {judgment.query_id for judgment in self.judgments(split)}
+        path = self.folder / "queries.jsonl"
+        for line_number, record in iter_jsonl(path):
+            if "_id" not in record:
+                raise TokenpruneError(f"{path}:{line_number}: query has no '_id'")
+            if str(record["_id"]) in judged:
+                yield Query(str(record["_id"]), " ".join(str(record.get("text", "")).split()))
+
+
+class IrdsCollection:
+    """A collection loaded through ir_datasets (documents, and queries/qrels per split)."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        import ir_datasets
+
+        self.spec = spec
+        self.description = f"ir_datasets {spec.irds_id}"
+        self._datasets = {}
+        for role, irds_id in [("documents", spec.irds_id), *spec.splits.items()]:
+            try:
+                self._datasets[role] = ir_datasets.load(irds_id)
+            except KeyError:
+                raise TokenpruneError(f"dataset {spec.name!r}: {irds_id!r} is not an ir_datasets id") from None
+        if not self._datasets["documents"].has_docs():
+            raise TokenpruneError(f"dataset {spec.name!r}: ir_datasets id {spec.irds_id!r} has no documents")
+        for split in spec.splits:
+            if not (self._datasets[split].has_queries() and self._datasets[split].has_qrels()):
+                raise TokenpruneError(
+                    f"dataset {spec.name!r}: split {split!r} ({spec.splits[split]!r}) lacks queries or qrels in ir_datasets"
+                )
+
+    def documents(self) -> Iterator[Document]:
+        for document in self._datasets["documents"].docs_iter():
+            yield Document(str(document.doc_id), join_fields(document, self.spec.document_fields))
+
+    def queries(self, split: str) -> Iterator[Query]:
+        for query in self._datasets[split].queries_iter():
+            text = getattr(query, "text", None)
+            yield Query(str(query.query_id), " ".join(str(text if text is not None else query.default_text()).split()))
+
+    def judgments(self, split: str) -> Iterator[Judgment]:
+        for qrel in self._datasets[split].qrels_iter():
+            yield Judgment(str(qrel.query_id), str(qrel.doc_id), int(qrel.relevance))
+
+
+def offline_data_dir(configured: str | None = None) -> Path | None:
+    """The offline data directory: ``$TOKENPRUNE_DATA_DIR`` if set, else the configured one."""
+    chosen = os.environ.get(OFFLINE_DATA_ENV) or configured
+    return Path(chosen).expanduser() if chosen else None
+
+
+def irds_download_paths(irds_id: str) -> list[str]:
+    """Cache paths (relative to ``$IR_DATASETS_HOME/<top-level id>``) of every file ir_datasets may download for ``irds_id``."""
+    import ir_datasets
+
+    catalogue = json.loads((Path(ir_datasets.__file__).parent / "etc" / "downloads.json").read_text())
+    top = irds_id.split("/")[0]
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "cache_path" in node:
+                found.append(node["cache_path"])
+            else:
+                for child in node.values():
+                    walk(child)
+
+    walk(catalogue.get(top, {}))
+    return found
+
+
+def seed_irds_home(irds_id: str, offline_folder: Path, irds_home: Path) -> list[Path]:
+    """Link the files ir_datasets would download for ``irds_id`` from ``offline_folder`` into its cache.
+
+    ir_datasets reads a file already present in its cache instead of
+    downloading it, so this makes an ir_datasets id work offline. A file is
+    matched by the base name of its cache path (``cran.tar.gz``).
+
+    Returns
+    -------
+    list of Path
+        The cache entries created or already present.
+    """
+    top = irds_id.split("/")[0]
+    seeded: list[Path] = []
+    for cache_path in irds_download_paths(irds_id):
+        candidate = offline_folder / Path(cache_path).name
+        if not candidate.is_file():
+            continue
+        target = irds_home / top / cache_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            try:
+                target.symlink_to(candidate.resolve())
+            except OSError:
+                shutil.copyfile(candidate, target)
+        seeded.append(target)
+    return seeded
+
+
+def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -> CollectionSource:
+    """Choose and open the source of a collection.
+
+    Order: an explicit ``beir_folder``; else ``<data_dir>/<offline_folder>``
+    when it holds a BEIR layout; else the ir_datasets id, after linking any
+    files found in ``<data_dir>/<offline_folder>`` into ir_datasets' cache.
+
+    ``IR_DATASETS_HOME`` must already point at ``irds_home`` when
+    ir_datasets is first imported: it reads the variable at import time.
+    """
+    if spec.beir_folder:
+        return BeirFolder(Path(spec.beir_folder).expanduser(), spec)
+    offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
+    if offline is not None and (offline / "corpus.jsonl").is_file():
+        return BeirFolder(offline, spec)
+    if not spec.irds_id:
+        raise TokenpruneError(f"dataset {spec.name!r}: no BEIR folder found at {str(offline)!r} and no irds_id to fall back on")
+    if offline is not None:
+        if not offline.is_dir():
+            raise TokenpruneError(f"dataset {spec.name!r}: offline folder {str(offline)!r} does not exist")
+        seeded = seed_irds_home(spec.irds_id, offline, irds_home)
+        log.info("seeded ir_datasets cache for %s with %s", spec.irds_id, [str(path) for path in seeded] or "nothing")
+    return IrdsCollection(spec)
