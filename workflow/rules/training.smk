@@ -81,4 +81,4 @@ rule train:
         "tokenprune train --data {input.data} --triples {input.triples} {params.idf}"
         " --strategy {wildcards.strategy} --k {wildcards.k} --seed {wildcards.seed}"
         " --model-config {params.model} --training-config {params.training}"
-        " --checkpoint-dir {params.checkpoints} --output {output} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoints} --threads {threads} --output {output} > {log} 2>&1"

@@ -14,9 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenprune.errors import TokenpruneError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("tokenprune")
 
@@ -99,6 +102,118 @@ def _prepare_data(args: argparse.Namespace) -> None:
     )
     splits = ", ".join(f"{name}: {s['queries']} queries / {s['judgments']} judgments" for name, s in stats["splits"].items())
     log.info("%s: %d documents; %s", spec.name, stats["documents"], splits)
+
+
+def _json_argument(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TokenpruneError(f"{option} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise TokenpruneError(f"{option} must be a JSON object, got {text!r}")
+    return value
+
+
+@command("compute-idf", "IDF of every vocabulary entry over a prepared corpus (for the idf strategy).")
+def _compute_idf_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Prepared dataset folder (output of prepare-data).")
+    parser.add_argument("--backbone", default="embedded", help="Backbone whose tokenizer defines the vocabulary.")
+    parser.add_argument("--output", required=True, type=Path, help="IDF table to write (safetensors).")
+
+
+@_compute_idf_arguments.run
+def _compute_idf(args: argparse.Namespace) -> None:
+    from tokenprune.backbone import load_tokenizer
+    from tokenprune.data import PreparedDataset
+    from tokenprune.idf import compute_idf
+
+    idf = compute_idf(PreparedDataset(args.data), load_tokenizer(args.backbone), args.output)
+    log.info("IDF of %d vocabulary entries written to %s", idf.numel(), args.output)
+
+
+@command("mine-negatives", "Training triples: BM25 hard negatives for a split's judged queries, or ir_datasets docpairs.")
+def _mine_negatives_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Prepared dataset folder.")
+    parser.add_argument("--split", required=True, help="Split whose queries and qrels to use.")
+    parser.add_argument("--negatives-per-query", type=int, default=20, help="Hard negatives kept per query.")
+    parser.add_argument("--skip", type=int, default=0, help="Top BM25 ranks to skip before taking negatives.")
+    parser.add_argument("--docpairs-irds-id", help="Use this ir_datasets docpairs set instead of mining.")
+    parser.add_argument("--irds-home", type=Path, default=Path("resources/ir_datasets"), help="IR_DATASETS_HOME.")
+    parser.add_argument("--output", required=True, type=Path, help="Triples file to write (parquet).")
+
+
+@_mine_negatives_arguments.run
+def _mine_negatives(args: argparse.Namespace) -> None:
+    if args.negatives_per_query <= 0 or args.skip < 0:
+        raise TokenpruneError(
+            f"--negatives-per-query must be positive and --skip >= 0, got {args.negatives_per_query} and {args.skip}"
+        )
+    if args.docpairs_irds_id:
+        os.environ["IR_DATASETS_HOME"] = str(args.irds_home.resolve())
+        from tokenprune.negatives import docpairs_to_triples
+
+        log.info("wrote %d triples from %s", docpairs_to_triples(args.docpairs_irds_id, args.output), args.docpairs_irds_id)
+        return
+    from tokenprune.data import PreparedDataset
+    from tokenprune.negatives import mine_bm25_negatives
+
+    mine_bm25_negatives(PreparedDataset(args.data), args.split, args.output, args.negatives_per_query, args.skip)
+
+
+@command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).")
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
+    parser.add_argument("--split", default="train", help="Split the triples' queries come from (default: train).")
+    parser.add_argument("--triples", required=True, help="Triples file from mine-negatives.")
+    parser.add_argument("--idf", help="IDF table from compute-idf (strategy idf only).")
+    parser.add_argument("--strategy", required=True, help="none, first, idf, unused or attention.")
+    parser.add_argument("--k", default="all", help="Vectors kept per passage; 'all' for the baseline 'none'.")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of sampling, dropout and initialisation.")
+    parser.add_argument("--model-config", default="{}", help="The config's 'model' section as JSON.")
+    parser.add_argument("--training-config", default="{}", help="The config's 'training' section as JSON.")
+    parser.add_argument("--checkpoint-dir", required=True, type=Path, help="Where checkpoints and the loss log live.")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N].")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
+
+
+def _device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TokenpruneError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TokenpruneError(f"--device {name!r} asked for CUDA, but no GPU is visible")
+    return device
+
+
+@_train_arguments.run
+def _train(args: argparse.Namespace) -> None:
+    import torch
+
+    from tokenprune.data import PreparedDataset
+    from tokenprune.idf import load_idf
+    from tokenprune.model import ColBERT, ColBERTConfig, parse_k
+    from tokenprune.training import TrainingSettings, TripleSampler, save_trained, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = TrainingSettings.from_config(_json_argument(args.training_config, "--training-config"), seed=args.seed)
+    model_settings = _json_argument(args.model_config, "--model-config")
+    config = ColBERTConfig.from_dict({**model_settings, "strategy": args.strategy, "k": parse_k(args.k)})
+    if config.strategy == "idf" and not args.idf:
+        raise TokenpruneError("strategy 'idf' needs --idf (the output of 'tokenprune compute-idf')")
+    torch.manual_seed(args.seed)
+    model = ColBERT.from_backbone(config, idf=load_idf(args.idf) if args.idf else None).to(_device(args.device))
+    sampler = TripleSampler(args.triples, PreparedDataset(args.data), args.split, settings.batch_size, settings.seed)
+    log.info("training %s (k=%s) for %d steps on %d triples, device %s", config.strategy, config.k, settings.steps, len(sampler), model.device)
+    summary = train(model, sampler, settings, args.checkpoint_dir)
+    save_trained(model, summary, settings, args.output)
+    log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
 
 
 # Stages whose sub-command lands with a later issue. They fail loudly and

@@ -1,0 +1,148 @@
+"""Training on real SciFact triples: the loss falls for every strategy, and interrupted runs resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
+from tokenprune.data.sources import open_collection
+from tokenprune.errors import TokenpruneError
+from tokenprune.idf import compute_idf, load_idf
+from tokenprune.model import ColBERT, ColBERTConfig
+from tokenprune.negatives import mine_bm25_negatives
+from tokenprune.training import TrainingSettings, TripleSampler, learning_rate_factor, save_trained, train
+
+SMALL_MODEL = {"dim": 32, "query_max_length": 16, "passage_max_length": 40, "projection_init": "random"}
+
+
+@pytest.fixture(scope="session")
+def scifact(shared_data: Path, tmp_path_factory, tokenizer) -> PreparedDataset:
+    spec = DatasetSpec.from_config("scifact", {"beir_folder": str(shared_data / "scifact"), "splits": ["train"]})
+    folder = tmp_path_factory.mktemp("data") / "scifact"
+    prepare_dataset(spec, open_collection(spec, None, folder.parent), folder, tokenizer)
+    return PreparedDataset(folder)
+
+
+@pytest.fixture(scope="session")
+def triples(scifact: PreparedDataset, tmp_path_factory) -> Path:
+    """BM25-mined triples of the first 16 training pairs: a set small enough to fit in a few dozen steps."""
+    folder = tmp_path_factory.mktemp("triples")
+    counts = mine_bm25_negatives(scifact, "train", folder / "all.parquet", negatives_per_query=5)
+    assert counts == {"queries": 809, "pairs": 919, "queries_without_negatives": 0}
+    table = pq.read_table(folder / "all.parquet")
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["positive_id"] not in first["negative_ids"] and len(first["negative_ids"]) == 5
+    pq.write_table(table.slice(0, 16), folder / "small.parquet")
+    return folder / "small.parquet"
+
+
+@pytest.fixture(scope="session")
+def idf(scifact: PreparedDataset, tokenizer, tmp_path_factory) -> torch.Tensor:
+    path = tmp_path_factory.mktemp("idf") / "idf.safetensors"
+    computed = compute_idf(scifact, tokenizer, path)
+    assert torch.equal(load_idf(path), computed)
+    return computed
+
+
+def test_idf_table_matches_document_frequencies(idf: torch.Tensor, tokenizer) -> None:
+    # "the" is in almost every abstract, a rare word in few: idf orders them.
+    the, rare = tokenizer.convert_tokens_to_ids(["the", "thrombocytopenia"])
+    assert idf[the] < 0.1 < 3.0 < idf[rare]
+    assert idf.max() == pytest.approx(torch.log(torch.tensor(5184.0)).item())  # unseen tokens: ln((1 + N) / 1)
+
+
+def test_learning_rate_schedule() -> None:
+    assert [round(learning_rate_factor(s, 4, 12), 3) for s in range(12)] == [
+        0.25, 0.5, 0.75, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125,
+    ]  # fmt: skip
+
+
+def window_means(log_rows: list[dict]) -> tuple[float, float]:
+    losses = [float(row["loss"]) for row in log_rows]
+    return sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("strategy", "k"), [("none", None), ("first", 8), ("idf", 8), ("unused", 8), ("attention", 8)])
+def test_loss_falls_clearly_for_every_strategy(scifact, triples, idf, tmp_path, strategy, k) -> None:
+    torch.manual_seed(0)
+    model = ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, **SMALL_MODEL), idf=idf)
+    settings = TrainingSettings(steps=60, batch_size=4, learning_rate=1e-4, warmup_steps=5, log_every=5, checkpoint_every=60, seed=0)
+    sampler = TripleSampler(triples, scifact, "train", settings.batch_size, settings.seed)
+    summary = train(model, sampler, settings, tmp_path / "checkpoints", progress=False)
+    first, last = window_means(summary["loss_log"])
+    assert summary["steps"] == 60
+    assert last < 0.5 * first, f"{strategy}: loss {first:.3f} -> {last:.3f}"
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_checkpoint(scifact, triples, tmp_path) -> None:
+    settings = TrainingSettings(steps=12, batch_size=2, learning_rate=5e-5, warmup_steps=2, log_every=2, checkpoint_every=4, seed=3)
+    config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
+
+    def fresh() -> ColBERT:
+        torch.manual_seed(3)
+        return ColBERT.from_backbone(config)
+
+    sampler = TripleSampler(triples, scifact, "train", settings.batch_size, settings.seed)
+    uninterrupted = fresh()
+    reference = train(uninterrupted, sampler, settings, tmp_path / "reference", progress=False)
+
+    interrupted = fresh()
+    partial = train(interrupted, sampler, settings, tmp_path / "resumed", stop_after=6, progress=False)
+    assert partial["steps"] == 6
+    with open(tmp_path / "resumed" / "training_log.csv") as handle:
+        assert [int(row["step"]) for row in csv.DictReader(handle)] == [2, 4, 6]
+
+    resumed = train(fresh(), sampler, settings, tmp_path / "resumed", progress=False)
+    assert resumed["resumed_from"] == 6 and resumed["steps"] == 12
+    assert [row["step"] for row in resumed["loss_log"]] == [2, 4, 6, 8, 10, 12]
+    # Same batches, same dropout, same optimiser state: the resumed run equals the uninterrupted one.
+    assert [row["loss"] for row in resumed["loss_log"]] == pytest.approx([row["loss"] for row in reference["loss_log"]], rel=1e-4)
+
+
+def test_resuming_with_other_settings_is_refused(scifact, triples, tmp_path) -> None:
+    config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
+    sampler = TripleSampler(triples, scifact, "train", 2, 0)
+    train(ColBERT.from_backbone(config), sampler, TrainingSettings(steps=2, batch_size=2, seed=0), tmp_path, progress=False)
+    with pytest.raises(TokenpruneError, match=r"other settings \(training.learning_rate\)"):
+        train(ColBERT.from_backbone(config), sampler, TrainingSettings(steps=2, batch_size=2, seed=0, learning_rate=1e-3), tmp_path, progress=False)
+
+
+def test_corrupted_checkpoint_is_detected(scifact, triples, tmp_path) -> None:
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    sampler = TripleSampler(triples, scifact, "train", 2, 0)
+    with pytest.raises(TokenpruneError, match="checkpoint .*last.pt' is corrupted .* delete it to restart"):
+        train(ColBERT.from_backbone(ColBERTConfig(**SMALL_MODEL)), sampler, TrainingSettings(steps=2, batch_size=2), tmp_path, progress=False)
+
+
+def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path) -> None:
+    model = ColBERT.from_backbone(ColBERTConfig(strategy="idf", k=5, **SMALL_MODEL), idf=idf)
+    settings = TrainingSettings(steps=2, batch_size=2, log_every=1)
+    summary = train(model, TripleSampler(triples, scifact, "train", 2, 0), settings, tmp_path / "ck", progress=False)
+    save_trained(model, summary, settings, tmp_path / "model")
+    record = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert record["steps"] == 2 and record["settings"]["batch_size"] == 2
+    assert (tmp_path / "model" / "training_log.csv").read_text().startswith("step,loss,learning_rate")
+    reloaded = ColBERT.load(tmp_path / "model")
+    assert torch.equal(reloaded.idf, idf)
+
+
+def test_cli_refuses_unused_k_beyond_supply_without_traceback(scifact, triples, tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenprune.cli", "train", "--data", str(scifact.folder), "--triples", str(triples),
+         "--strategy", "unused", "--k", "5000", "--checkpoint-dir", str(tmp_path / "ck"), "--output", str(tmp_path / "model")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "strategy 'unused' with k=5000 needs 5000 [unusedN] tokens, but the vocabulary has only 992" in result.stderr
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,392 @@
+"""ColBERT with a token-selection layer on the passage side.
+
+Queries are encoded as ``[CLS] [Q] q1 … [SEP]`` (optionally padded with
+``[MASK]`` to the query length: ColBERT's query expansion), passages as
+``[CLS] [D] (inserted ids) p1 … [SEP]``; ``[Q]``/``[D]`` are ``[unused0]`` and
+``[unused1]``, as in ColBERT. Every output vector is projected to ``dim``
+dimensions and optionally L2-normalised. On the passage side the selection
+layer (:mod:`tokenprune.selection`) keeps at most ``k`` vectors — in training
+as well as at indexing — and MaxSim only ever scores the kept ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tokenprune.backbone import load_tokenizer, resolve_backbone
+from tokenprune.errors import TokenpruneError
+from tokenprune.io import atomic_directory
+from tokenprune.selection import SELECTORS, PassageBatch, make_selector
+
+QUERY_MARKER = "[unused0]"
+DOCUMENT_MARKER = "[unused1]"
+CONFIG_FILE = "tokenprune.json"
+WEIGHTS_FILE = "model.safetensors"
+IDF_FILE = "idf.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ColBERTConfig:
+    """Everything needed to rebuild a model, saved as ``tokenprune.json``.
+
+    Parameters
+    ----------
+    backbone
+        Backbone as configured (``"embedded"``, a Hugging Face id or a path).
+    strategy, k
+        Selection strategy and vectors kept per passage (``k=None`` for ``none``).
+    dim
+        Output dimension of the linear projection.
+    query_max_length, passage_max_length
+        Lengths in word pieces, special tokens included. ``unused`` adds its
+        ``k`` inserted ids on top, so every strategy sees the same text.
+    normalize
+        L2-normalise every output vector.
+    query_expansion
+        Pad queries with ``[MASK]`` to ``query_max_length`` and score those vectors too.
+    mask_punctuation
+        Drop punctuation vectors from the passage side (not for ``first``).
+    projection_init
+        ``"pca"`` or ``"random"``; only used when training starts.
+    """
+
+    backbone: str = "embedded"
+    strategy: str = "none"
+    k: int | None = None
+    dim: int = 128
+    query_max_length: int = 32
+    passage_max_length: int = 180
+    normalize: bool = False
+    query_expansion: bool = False
+    mask_punctuation: bool = True
+    projection_init: str = "pca"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in SELECTORS:
+            raise TokenpruneError(f"unknown strategy {self.strategy!r}; choose from {sorted(SELECTORS)}")
+        if self.strategy == "none" and self.k is not None:
+            raise TokenpruneError(f"the baseline 'none' keeps every token; got k={self.k!r} (use k=all)")
+        for name in ("dim", "query_max_length", "passage_max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise TokenpruneError(f"{name} must be a positive integer, got {value!r}")
+        if self.query_max_length < 4 or self.passage_max_length < 4:
+            raise TokenpruneError("query_max_length and passage_max_length must leave room for the special tokens (>= 4)")
+        if self.projection_init not in ("pca", "random"):
+            raise TokenpruneError(f"projection_init must be 'pca' or 'random', got {self.projection_init!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ColBERTConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TokenpruneError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def parse_k(value: str | int | None) -> int | None:
+    """``"all"``/``None`` → ``None`` (keep every token); a positive integer otherwise."""
+    if value is None or value == "all":
+        return None
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise TokenpruneError(f"k must be a positive integer or 'all', got {value!r}") from None
+    if k <= 0 or str(k) != str(value).strip():
+        raise TokenpruneError(f"k must be a positive integer or 'all', got {value!r}")
+    return k
+
+
+@dataclass
+class PassageVectors:
+    """The kept vectors of a passage batch, left-aligned and padded.
+
+    Attributes
+    ----------
+    vectors
+        ``[batch, kept, dim]``; rows beyond a passage's count are zeros.
+    mask
+        ``[batch, kept]``, True for kept vectors.
+    positions
+        ``[batch, kept]`` position of each kept vector in the encoded passage.
+    token_ids
+        ``[batch, kept]`` token id at each kept position.
+    """
+
+    vectors: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    token_ids: torch.Tensor
+
+
+def gather_kept(vectors: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor) -> PassageVectors:
+    """Compact the kept positions of each row to the front, in position order."""
+    counts = keep.sum(dim=1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    # A stable sort of "not kept" puts kept positions first and keeps their order.
+    positions = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    mask = torch.arange(width, device=keep.device)[None, :] < counts[:, None]
+    gathered = vectors.gather(1, positions[..., None].expand(-1, -1, vectors.shape[-1]))
+    return PassageVectors(
+        vectors=gathered * mask[..., None].to(gathered.dtype),
+        mask=mask,
+        positions=positions,
+        token_ids=input_ids.gather(1, positions),
+    )
+
+
+def maxsim(queries: torch.Tensor, query_mask: torch.Tensor, passages: PassageVectors) -> torch.Tensor:
+    """ColBERT's late interaction: every query against every passage.
+
+    ``score(q, p) = sum_i max_j <q_i, p_j>`` over real query tokens ``i`` and
+    kept passage vectors ``j``.
+
+    Parameters
+    ----------
+    queries
+        ``[queries, query_length, dim]``.
+    query_mask
+        ``[queries, query_length]``, True for tokens that count.
+    passages
+        Kept passage vectors (see :func:`gather_kept`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[queries, passages]`` scores.
+    """
+    similarity = torch.einsum("qid,pjd->qpij", queries, passages.vectors)
+    similarity = similarity.masked_fill(~passages.mask[None, :, None, :], float("-inf"))
+    best = similarity.max(dim=-1).values
+    return (best * query_mask[:, None, :].to(best.dtype)).sum(dim=-1)
+
+
+class ColBERT(nn.Module):
+    """Backbone + linear projection + passage-side selection layer.
+
+    Build a fresh one with :meth:`from_backbone`, reload a trained one with :meth:`load`.
+    """
+
+    def __init__(self, config: ColBERTConfig, backbone: nn.Module, tokenizer: Any, idf: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.projection = nn.Linear(backbone.config.hidden_size, config.dim, bias=False)
+        self.idf = idf
+        vocabulary = tokenizer.get_vocab()
+        for marker in (QUERY_MARKER, DOCUMENT_MARKER):
+            if marker not in vocabulary:
+                raise TokenpruneError(
+                    f"backbone {config.backbone!r} has no {marker} token; tokenprune's query/document markers "
+                    "need a BERT-style vocabulary"
+                )
+        self.query_marker_id = vocabulary[QUERY_MARKER]
+        self.document_marker_id = vocabulary[DOCUMENT_MARKER]
+        unused = sorted(
+            ((int(match.group(1)), index) for token, index in vocabulary.items() if (match := re.fullmatch(r"\[unused(\d+)\]", token))),
+        )
+        self.unused_ids = [index for _, index in unused if index not in (self.query_marker_id, self.document_marker_id)]
+        self.selector = make_selector(config.strategy, config.k, idf=idf, unused_ids=self.unused_ids)
+        punctuation = [vocabulary[symbol] for symbol in string.punctuation if symbol in vocabulary]
+        self.register_buffer("punctuation_ids", torch.tensor(punctuation, dtype=torch.long), persistent=False)
+
+    # ------------------------------------------------------------------ building and saving
+    @staticmethod
+    def _attention_implementation(config: ColBERTConfig) -> str:
+        # Only the attention strategy needs the probabilities, which SDPA does not return.
+        return "eager" if SELECTORS[config.strategy].needs_attention else "sdpa"
+
+    @classmethod
+    def from_backbone(cls, config: ColBERTConfig, idf: torch.Tensor | None = None) -> ColBERT:
+        """A new model on top of a pre-trained backbone, with a randomly initialised projection."""
+        from transformers import AutoModel
+
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        location = resolve_backbone(config.backbone)
+        try:
+            backbone = AutoModel.from_pretrained(location, attn_implementation=cls._attention_implementation(config))
+        except (OSError, ValueError) as error:
+            raise TokenpruneError(f"cannot load backbone {config.backbone!r} ({location}): {error}") from None
+        return cls(config, backbone, load_tokenizer(config.backbone), idf=idf)
+
+    def save(self, directory: str | Path, extra_files: dict[str, str] | None = None) -> None:
+        """Write weights (safetensors), configs and tokenizer to ``directory``, atomically.
+
+        Parameters
+        ----------
+        directory
+            Folder to create (replaced as a whole if it exists).
+        extra_files
+            File name to text content, written alongside (e.g. the loss log).
+        """
+        from safetensors.torch import save_file
+
+        with atomic_directory(directory) as staging:
+            for name, content in (extra_files or {}).items():
+                (staging / name).write_text(content, encoding="utf-8")
+            state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+            save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+            self.backbone.config.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            if self.idf is not None:
+                save_file({"idf": self.idf.contiguous().cpu()}, str(staging / IDF_FILE))
+            payload = {"format_version": FORMAT_VERSION, **asdict(self.config)}
+            (staging / CONFIG_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> ColBERT:
+        """Reload a model saved by :meth:`save`; no training arguments are needed."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        directory = Path(directory)
+        if not (directory / CONFIG_FILE).is_file():
+            raise TokenpruneError(f"{str(directory)!r} is not a tokenprune model (no {CONFIG_FILE})")
+        try:
+            payload = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+            payload.pop("format_version", None)
+            config = ColBERTConfig.from_dict(payload)
+            backbone = AutoModel.from_config(
+                AutoConfig.from_pretrained(directory), attn_implementation=cls._attention_implementation(config)
+            )
+            tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
+            idf = load_file(str(directory / IDF_FILE))["idf"] if (directory / IDF_FILE).is_file() else None
+            state = load_file(str(directory / WEIGHTS_FILE))
+        except (json.JSONDecodeError, OSError, ValueError, SafetensorError, KeyError) as error:
+            raise TokenpruneError(f"model folder {str(directory)!r} is unreadable or corrupted: {error}") from None
+        model = cls(config, backbone, tokenizer, idf=idf)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise TokenpruneError(
+                f"model folder {str(directory)!r} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
+        return model.to(device)
+
+    # ------------------------------------------------------------------ tokenisation
+    @property
+    def device(self) -> torch.device:
+        return self.projection.weight.device
+
+    def _word_pieces(self, texts: list[str], budget: int) -> list[list[int]]:
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, truncation=True, max_length=budget, padding=False, verbose=False
+        )
+        return encoded["input_ids"]
+
+    def tokenize_queries(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[CLS] [Q] … [SEP]`` ids and attention mask; ``[MASK]``-padded when expanding."""
+        length = max_length or self.config.query_max_length
+        tokenizer = self.tokenizer
+        rows = [[tokenizer.cls_token_id, self.query_marker_id, *ids, tokenizer.sep_token_id] for ids in self._word_pieces(texts, length - 3)]
+        if self.config.query_expansion:
+            # ColBERT's query augmentation: [MASK] up to the full length, attended and scored like real tokens.
+            rows = [row + [tokenizer.mask_token_id] * (length - len(row)) for row in rows]
+        return self._pad(rows)
+
+    def tokenize_passages(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[CLS] [D] (selector's inserted ids) … [SEP]`` ids and attention mask."""
+        prefix = self.selector.prefix_ids()
+        tokenizer = self.tokenizer
+        rows = [
+            [tokenizer.cls_token_id, self.document_marker_id, *prefix, *ids, tokenizer.sep_token_id]
+            for ids in self._word_pieces(texts, self.config.passage_max_length - 3)
+        ]
+        return self._pad(rows)
+
+    def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            input_ids[index, : len(row)] = torch.tensor(row)
+            attention_mask[index, : len(row)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    # ------------------------------------------------------------------ encoding
+    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
+        vectors = self.projection(hidden)
+        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+
+    def encode_queries(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query vectors ``[batch, length, dim]`` and the mask of vectors that count."""
+        input_ids, attention_mask = self.tokenize_queries(texts, max_length)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self._project(hidden), attention_mask.bool()
+
+    def encode_passages(self, texts: list[str]) -> PassageVectors:
+        """Passage vectors after the selection layer."""
+        input_ids, attention_mask = self.tokenize_passages(texts)
+        return self.encode_passage_ids(input_ids, attention_mask)
+
+    def encode_passage_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PassageVectors:
+        """Encode already tokenised passages and apply the selection layer."""
+        needs_attention = self.selector.needs_attention
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_attentions=needs_attention)
+        batch = PassageBatch(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            punctuation=torch.isin(input_ids, self.punctuation_ids),
+            attentions=output.attentions[-1].detach() if needs_attention else None,
+        )
+        with torch.no_grad():
+            keep = self.selector.select(batch, mask_punctuation=self.config.mask_punctuation)
+        return gather_kept(self._project(output.last_hidden_state), keep, input_ids)
+
+    def score(self, queries: list[str], passages: list[str]) -> torch.Tensor:
+        """MaxSim scores ``[len(queries), len(passages)]``."""
+        query_vectors, query_mask = self.encode_queries(queries)
+        return maxsim(query_vectors, query_mask, self.encode_passages(passages))
+
+    @torch.no_grad()
+    def initialise_projection_pca(self, texts: list[str], batch_size: int = 32) -> float:
+        """Set the projection to the top principal directions of the backbone's passage token vectors.
+
+        The directions are those of the uncentred second moment, so inner
+        products between projected vectors approximate the backbone's own:
+        training starts from the untrained backbone's late-interaction
+        ranking instead of a random 128-d view of it. The projection is then
+        scaled so projected token vectors have unit root-mean-square norm:
+        a uniform scale leaves every ranking unchanged, but the backbone's raw
+        norms make MaxSim scores so large that the softmax of the loss
+        saturates (initial loss above 20 and vanishing gradients on SciFact).
+        Rows beyond the hidden size (``dim > hidden``) keep their random
+        initialisation.
+
+        Returns
+        -------
+        float
+            Share of the second moment's energy the projection keeps.
+        """
+        was_training = self.training
+        self.eval()
+        hidden_size = self.projection.in_features
+        moment = torch.zeros(hidden_size, hidden_size, dtype=torch.float64, device=self.device)
+        tokens_seen = 0
+        for start in range(0, len(texts), batch_size):
+            input_ids, attention_mask = self.tokenize_passages(texts[start : start + batch_size])
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            tokens = hidden[attention_mask.bool()].double()
+            moment += tokens.T @ tokens
+            tokens_seen += tokens.shape[0]
+        eigenvalues, eigenvectors = torch.linalg.eigh(moment)
+        rows = min(self.config.dim, hidden_size)
+        top = eigenvectors[:, -rows:].flip(-1).T
+        mean_squared_norm = float(eigenvalues[-rows:].sum()) / max(tokens_seen, 1)
+        self.projection.weight[:rows] = (top / mean_squared_norm**0.5).to(self.projection.weight.dtype)
+        self.train(was_training)
+        return float(eigenvalues[-rows:].sum() / eigenvalues.sum())

@@ -1,0 +1,246 @@
+"""The selection layer: which passage token vectors survive, per strategy.
+
+Each strategy is one small class registered under its name; all share the
+:class:`TokenSelector` interface, so a new strategy is one class (plus a test).
+A selector sees the encoded passage batch and returns a boolean *keep* mask.
+Three rules hold for every strategy:
+
+* padding is never a candidate, so no padding vector is ever kept or scored;
+* a passage with fewer than ``k`` candidate tokens keeps all of them;
+* punctuation is excluded from the candidates (as ColBERT does), except for
+  ``first``, which keeps the first ``k`` positions whatever they hold, and
+  ``unused``, whose kept positions are the inserted ``[unusedN]`` tokens.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from tokenprune.errors import TokenpruneError
+
+SELECTORS: dict[str, type[TokenSelector]] = {}
+
+
+def register(name: str) -> Callable[[type[TokenSelector]], type[TokenSelector]]:
+    """Class decorator adding a strategy to :data:`SELECTORS` under ``name``."""
+
+    def add(cls: type[TokenSelector]) -> type[TokenSelector]:
+        cls.name = name
+        SELECTORS[name] = cls
+        return cls
+
+    return add
+
+
+@dataclass
+class PassageBatch:
+    """What a selector may look at.
+
+    Attributes
+    ----------
+    input_ids
+        ``[batch, length]`` token ids, including ``[CLS]``, the document
+        marker, any inserted ``[unusedN]`` ids and ``[SEP]``.
+    attention_mask
+        ``[batch, length]``, 1 for real tokens and 0 for padding.
+    punctuation
+        ``[batch, length]``, True where the token is punctuation.
+    attentions
+        Last-layer attention probabilities ``[batch, heads, rows, columns]``,
+        present only for selectors with ``needs_attention``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    punctuation: torch.Tensor
+    attentions: torch.Tensor | None = None
+
+
+def top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` highest-scoring candidate positions of each row.
+
+    Rows with fewer than ``k`` candidates keep all of them; non-candidates are
+    never kept. Among equal scores the earlier position wins.
+
+    Parameters
+    ----------
+    scores
+        ``[batch, length]`` floating-point scores.
+    candidates
+        ``[batch, length]`` boolean mask of selectable positions.
+    k
+        Positions to keep per row.
+    """
+    length = scores.shape[1]
+    if k >= length:
+        return candidates.clone()
+    # A tiny position penalty makes ties resolve to the earlier token, deterministically.
+    position = torch.arange(length, device=scores.device, dtype=torch.float64)
+    ranked = scores.double() - position * 1e-9
+    ranked = ranked.masked_fill(~candidates, float("-inf"))
+    chosen = ranked.topk(k, dim=1).indices
+    keep = torch.zeros_like(candidates)
+    keep.scatter_(1, chosen, True)
+    return keep & candidates
+
+
+class TokenSelector(ABC):
+    """Choose at most ``k`` passage positions to keep.
+
+    Parameters
+    ----------
+    k
+        Vectors kept per passage (``None`` for the unpruned baseline).
+    """
+
+    name: ClassVar[str]
+    #: Whether the backbone must return last-layer attention probabilities.
+    needs_attention: ClassVar[bool] = False
+    #: Whether punctuation positions are removed from the candidates.
+    masks_punctuation: ClassVar[bool] = True
+
+    def __init__(self, k: int | None) -> None:
+        if self.name != "none" and (not isinstance(k, int) or isinstance(k, bool) or k <= 0):
+            raise TokenpruneError(f"strategy {self.name!r} needs a positive integer k, got {k!r}")
+        self.k = k
+
+    def prefix_ids(self) -> list[int]:
+        """Token ids to insert right after the document marker (only ``unused`` has any)."""
+        return []
+
+    def candidates(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        """Selectable positions: real tokens, minus punctuation where the strategy masks it."""
+        real = batch.attention_mask.bool()
+        if mask_punctuation and self.masks_punctuation:
+            real = real & ~batch.punctuation
+        return real
+
+    @abstractmethod
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        """Return the ``[batch, length]`` boolean keep mask."""
+
+
+@register("none")
+class KeepAll(TokenSelector):
+    """The unpruned ColBERT baseline: every real, non-punctuation token."""
+
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        return self.candidates(batch, mask_punctuation)
+
+
+@register("first")
+class FirstK(TokenSelector):
+    """The first ``k`` positions of the encoded passage (``[CLS]`` and the marker included)."""
+
+    masks_punctuation = False
+
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        candidates = self.candidates(batch, mask_punctuation)
+        position = torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
+        return top_k_mask(-position.float(), candidates, self.k)
+
+
+@register("idf")
+class TopIdf(TokenSelector):
+    """The ``k`` tokens with the highest IDF, from a table computed on the training corpus.
+
+    Parameters
+    ----------
+    k
+        Vectors kept per passage.
+    idf
+        ``[vocabulary]`` IDF of every token id (see :mod:`tokenprune.idf`).
+    """
+
+    def __init__(self, k: int | None, idf: torch.Tensor | None = None) -> None:
+        super().__init__(k)
+        if idf is None:
+            raise TokenpruneError("strategy 'idf' needs an IDF table: run 'tokenprune compute-idf' and pass --idf")
+        self.idf = idf.float()
+
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        if int(batch.input_ids.max()) >= self.idf.numel():
+            raise TokenpruneError(
+                f"token id {int(batch.input_ids.max())} is outside the IDF table ({self.idf.numel()} entries); "
+                "was the IDF computed with another tokenizer?"
+            )
+        scores = self.idf.to(batch.input_ids.device)[batch.input_ids]
+        return top_k_mask(scores, self.candidates(batch, mask_punctuation), self.k)
+
+
+@register("unused")
+class UnusedTokens(TokenSelector):
+    """Prepend ``k`` ``[unusedN]`` ids to the passage and keep only their output vectors.
+
+    The ids are inserted as ids, not as text: the string ``"[unused5]"``
+    would be split into word pieces by the tokenizer.
+
+    Parameters
+    ----------
+    k
+        Vectors kept per passage.
+    unused_ids
+        The ``[unusedN]`` ids available (the query and document markers
+        already excluded), in vocabulary order.
+    """
+
+    masks_punctuation = False
+
+    def __init__(self, k: int | None, unused_ids: list[int] | None = None) -> None:
+        super().__init__(k)
+        supply = list(unused_ids or [])
+        if self.k > len(supply):
+            raise TokenpruneError(
+                f"strategy 'unused' with k={self.k} needs {self.k} [unusedN] tokens, but the vocabulary "
+                f"has only {len(supply)} besides the markers; choose k <= {len(supply)}"
+            )
+        self.unused_ids = supply[: self.k]
+
+    def prefix_ids(self) -> list[int]:
+        return list(self.unused_ids)
+
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        inserted = torch.tensor(self.unused_ids, device=batch.input_ids.device)
+        return torch.isin(batch.input_ids, inserted) & batch.attention_mask.bool()
+
+
+@register("attention")
+class TopAttention(TokenSelector):
+    """The ``k`` tokens that receive the most last-layer attention.
+
+    A token's score is ``sum_h sum_i A[h, i, j]`` over heads ``h`` and real
+    (non-padding) query rows ``i``: the attention *received* by column ``j``.
+    The paper prints the sum over the token's own row, ``sum_h sum_j A[h, i, j]``,
+    but each row of a softmax sums to one, so that score equals the number of
+    heads for every token and cannot rank anything; the column sum is the
+    reading that selects tokens.
+    """
+
+    needs_attention = True
+
+    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+        if batch.attentions is None:
+            raise TokenpruneError("strategy 'attention' needs the backbone's last-layer attentions")
+        rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
+        received = (batch.attentions * rows).sum(dim=(1, 2))
+        return top_k_mask(received.float(), self.candidates(batch, mask_punctuation), self.k)
+
+
+def make_selector(strategy: str, k: int | None, **resources: object) -> TokenSelector:
+    """Build the selector of ``strategy``, passing only the resources it accepts.
+
+    Raises
+    ------
+    TokenpruneError
+        For an unknown strategy, naming the registered ones.
+    """
+    if strategy not in SELECTORS:
+        raise TokenpruneError(f"unknown strategy {strategy!r}; choose from {sorted(SELECTORS)}")
+    cls = SELECTORS[strategy]
+    accepted = cls.__init__.__code__.co_varnames[: cls.__init__.__code__.co_argcount]
+    return cls(k, **{name: value for name, value in resources.items() if name in accepted})
