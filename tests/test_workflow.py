@@ -38,10 +38,11 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
         for line in result.stdout.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     )
-    # 2 collections; baseline once + 4 strategies x 2 k = 9 models; each indexed and searched on 2 sets.
+    # 2 collections; baseline once + 4 strategies x 2 k = 9 trained models, plus the untrained backbone:
+    # 10 models indexed and searched on 2 evaluation sets; BM25 on each; every run evaluated.
     assert jobs == {
-        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9,
-        "index": 18, "retrieve": 18, "evaluate": 18, "report": 1, "all": 1, "total": 69,
+        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9, "untrained_backbone": 1,
+        "index": 20, "retrieve": 20, "bm25": 2, "evaluate": 22, "all": 1, "total": 79,
     }  # fmt: skip
 
 

@@ -12,7 +12,8 @@ wildcard_constraints:
     strategy=r"none|first|idf|unused|attention",
     k=r"all|\d+",
     seed=r"\d+",
-    mode=r"exact|ann",
+    mode=r"exact|ann|bm25",
+    system=r"bm25|[A-Za-z0-9_-]+/(none|first|idf|unused|attention)/k(all|\d+)/seed\d+",
 
 
 TRAIN = config["train"]
@@ -25,8 +26,12 @@ TRIPLES = "results/triples/{dataset}/{split}.parquet"
 MODEL_ID = "{dataset}/{strategy}/k{k}/seed{seed}"
 MODEL_DIR = "results/models/" + MODEL_ID
 INDEX_DIR = "results/indexes/" + MODEL_ID + "/{corpus}"
+ANN_INDEX = "results/ann/" + MODEL_ID + "/{corpus}.faiss"
 RUN = "results/runs/" + MODEL_ID + "/{corpus}/{split}.{mode}.trec"
-METRICS = "results/metrics/" + MODEL_ID + "/{corpus}/{split}.{mode}.json"
+# {system} is a model id, or "bm25" for the BM25 reference (mode "bm25").
+SYSTEM_RUN = "results/runs/{system}/{corpus}/{split}.{mode}.trec"
+SYSTEM_METRICS = "results/metrics/{system}/{corpus}/{split}.{mode}.json"
+UNTRAINED_ID = "untrained/none/kall/seed0"
 
 
 def quoted_json(value):
@@ -76,3 +81,22 @@ def study_targets(pattern, **extra):
 def query_max_length(corpus):
     """Per-collection query length (classic collections have long queries)."""
     return config["datasets"][corpus].get("query_max_length", MODEL["query_max_length"])
+
+
+def evaluation_targets():
+    """Metrics of every trained model, the untrained backbone and BM25, on every evaluation set."""
+    systems = [
+        MODEL_ID.format(dataset=TRAIN["dataset"], strategy=strategy, k=k, seed=seed)
+        for strategy, k in model_variants()
+        for seed in config["seeds"]
+    ] + [UNTRAINED_ID]
+    targets = []
+    for evaluation in config["evaluate"]:
+        where = dict(corpus=evaluation["dataset"], split=evaluation["split"])
+        targets += [
+            SYSTEM_METRICS.format(system=system, mode=mode, **where)
+            for system in systems
+            for mode in config["retrieval"]["modes"]
+        ]
+        targets.append(SYSTEM_METRICS.format(system="bm25", mode="bm25", **where))
+    return targets

@@ -1,11 +1,7 @@
 rule report:
     """Method comparison table and index-size vs nDCG@10 plots (the end of the DAG)."""
     input:
-        metrics=[
-            path
-            for mode in config["retrieval"]["modes"]
-            for path in study_targets(METRICS, mode=mode)
-        ],
+        metrics=evaluation_targets(),
     output:
         table="results/summary/comparison.csv",
         plot="results/summary/index_size_vs_ndcg.png",

@@ -1,14 +1,25 @@
+def ann_index_input(wildcards):
+    return ANN_INDEX.format(**wildcards) if wildcards.mode == "ann" else []
+
+
 rule retrieve:
-    """Rank a split's queries against a pruned index: exact MaxSim or faiss ANN + exact re-rank."""
+    """Rank a split's queries against a pruned index: exact MaxSim, or faiss ANN + exact re-rank."""
     input:
         model=MODEL_DIR,
         index=INDEX_DIR,
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        ann=ann_index_input,
     output:
         RUN,
     params:
         depth=config["retrieval"]["depth"],
         query_max_length=lambda wildcards: query_max_length(wildcards.corpus),
+        ann=lambda wildcards, input: (
+            f"--ann-index {input.ann} --nprobe {config['retrieval']['ann']['nprobe']}"
+            f" --candidates-per-token {config['retrieval']['ann']['candidates_per_token']}"
+            if input.ann
+            else ""
+        ),
     log:
         "logs/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.log",
     benchmark:
@@ -22,5 +33,5 @@ rule retrieve:
         "../../envs/retrieval.yaml"
     shell:
         "tokenprune retrieve --model {input.model} --index {input.index} --data {input.data}"
-        " --split {wildcards.split} --mode {wildcards.mode} --depth {params.depth}"
-        " --query-max-length {params.query_max_length} --output {output} > {log} 2>&1"
+        " --split {wildcards.split} --mode {wildcards.mode} {params.ann} --depth {params.depth}"
+        " --query-max-length {params.query_max_length} --threads {threads} --output {output} > {log} 2>&1"

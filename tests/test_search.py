@@ -1,0 +1,181 @@
+"""Index accounting, exact MaxSim search against a naive reference, ANN, and evaluation values."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
+from tokenprune.data.sources import open_collection
+from tokenprune.evaluation import evaluate_run, parse_measures
+from tokenprune.index import PrunedIndex, build_index
+from tokenprune.model import ColBERT, ColBERTConfig
+from tokenprune.search import ann_search, build_ann_index, exact_search, write_trec_run
+
+from conftest import write_beir_folder
+
+WORDS = "aspirin heart sleep vitamin cold protein cell gene tumour insulin blood brain liver kidney virus dose trial".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, tokenizer) -> PreparedDataset:
+    """37 random passages of 3 to 40 words, with punctuation, in BEIR layout."""
+    rng = random.Random(7)
+    documents = [
+        {"_id": f"d{i}", "title": "", "text": ", ".join(" ".join(rng.choices(WORDS, k=rng.randint(1, 8))) for _ in range(rng.randint(1, 5))) + "."}
+        for i in range(37)
+    ]
+    queries = [{"_id": "q1", "text": "aspirin and heart"}, {"_id": "q2", "text": "sleep"}]
+    folder = tmp_path_factory.mktemp("corpus")
+    write_beir_folder(folder / "beir", documents, queries, {"test": [("q1", "d1", 1), ("q2", "d2", 1)]})
+    spec = DatasetSpec.from_config("random", {"beir_folder": str(folder / "beir"), "splits": ["test"]})
+    prepare_dataset(spec, open_collection(spec, None, folder), folder / "prepared", tokenizer)
+    return PreparedDataset(folder / "prepared")
+
+
+def small_model(strategy: str = "none", k: int | None = None) -> ColBERT:
+    torch.manual_seed(0)
+    return ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, dim=16, passage_max_length=48)).eval()
+
+
+@pytest.fixture(scope="module")
+def indexes(corpus, tmp_path_factory) -> dict[str, PrunedIndex]:
+    folder = tmp_path_factory.mktemp("indexes")
+    built = {}
+    for name, strategy, k in [("none", "none", None), ("first10", "first", 10), ("attention10", "attention", 10)]:
+        build_index(small_model(strategy, k), corpus, folder / name, batch_size=5, chunk_documents=16)
+        built[name] = PrunedIndex(folder / name)
+    return built
+
+
+def test_index_accounting(indexes, corpus) -> None:
+    model = small_model()
+    _, texts = corpus.corpus()
+    with torch.no_grad():
+        expected_counts = model.encode_passages(texts).mask.sum(dim=1).tolist()
+    baseline = indexes["none"]
+    stats = baseline.stats
+    assert stats["documents"] == 37
+    assert np.diff(baseline.offsets).tolist() == expected_counts  # chunked, length-bucketed = one big batch
+    assert stats["vectors"] == sum(expected_counts) == stats["unpruned_tokens"]
+    assert stats["percent_tokens_kept"] == 100.0
+    assert stats["bytes"]["vectors.f16"] == stats["vectors"] * 16 * 2
+    assert stats["bytes"]["offsets.npy"] == 128 + 38 * 8  # npy header + int64 offsets
+    assert stats["index_bytes"] == stats["bytes"]["vectors.f16"] + stats["bytes"]["offsets.npy"] + stats["bytes"]["doc_ids.txt"]
+    assert baseline.doc_ids == [f"d{i}" for i in range(37)]
+
+    for name in ("first10", "attention10"):
+        pruned = indexes[name].stats
+        assert pruned["vectors_per_document"]["max"] <= 10
+        assert pruned["unpruned_tokens"] == stats["unpruned_tokens"]
+        assert pruned["percent_tokens_kept"] == pytest.approx(100 * pruned["vectors"] / stats["vectors"], abs=1e-3)
+        assert pruned["vectors"] < stats["vectors"]
+
+
+def test_index_vectors_equal_the_models_encodings(indexes, corpus) -> None:
+    model = small_model("first", 10)
+    _, texts = corpus.corpus()
+    with torch.no_grad():
+        encoded = model.encode_passages(texts[:3])
+    index = indexes["first10"]
+    for row in range(3):
+        stored = torch.from_numpy(np.asarray(index.vectors[index.offsets[row] : index.offsets[row + 1]], dtype=np.float32))
+        assert torch.allclose(stored, encoded.vectors[row][encoded.mask[row]], atol=2e-3)  # float16 storage
+
+
+def naive_ranking(queries, query_mask, index: PrunedIndex, depth: int) -> tuple[list[list[int]], list[list[float]]]:
+    vectors = np.asarray(index.vectors, dtype=np.float32)
+    rankings, all_scores = [], []
+    for q in range(queries.shape[0]):
+        scores = []
+        for d in range(len(index)):
+            doc = vectors[index.offsets[d] : index.offsets[d + 1]]
+            total = 0.0
+            for i in range(queries.shape[1]):
+                if query_mask[q, i]:
+                    total += max(float(np.dot(queries[q, i].numpy(), v)) for v in doc)
+            scores.append(total)
+        order = sorted(range(len(scores)), key=lambda d: -scores[d])[:depth]
+        rankings.append(order)
+        all_scores.append([scores[d] for d in order])
+    return rankings, all_scores
+
+
+@pytest.mark.parametrize("chunk_vectors", [1, 50, 64, 10_000])
+def test_exact_search_equals_a_naive_reference(indexes, chunk_vectors) -> None:
+    index = indexes["attention10"]
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randn(4, 6, 16, generator=generator)
+    query_mask = torch.ones(4, 6, dtype=torch.bool)
+    query_mask[1, 3:] = False
+    expected_order, expected_scores = naive_ranking(queries, query_mask, index, depth=20)
+    ranking = exact_search(queries, query_mask, index, depth=20, chunk_vectors=chunk_vectors, query_batch=3)
+    assert ranking.doc_indices.tolist() == expected_order
+    assert np.allclose(ranking.scores, expected_scores, atol=1e-4)
+
+
+def test_depth_beyond_the_corpus_returns_every_document(indexes) -> None:
+    queries = torch.randn(1, 3, 16)
+    ranking = exact_search(queries, torch.ones(1, 3, dtype=torch.bool), indexes["none"], depth=1000)
+    assert sorted(ranking.doc_indices[0].tolist()) == list(range(37))
+
+
+def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
+    index = indexes["none"]
+    ann = build_ann_index(index, nlist=4, flat=True)
+    generator = torch.Generator().manual_seed(5)
+    queries = torch.randn(3, 5, 16, generator=generator)
+    query_mask = torch.ones(3, 5, dtype=torch.bool)
+    exact = exact_search(queries, query_mask, index, depth=10)
+    approximate = ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=4)
+    assert approximate.doc_indices.tolist() == exact.doc_indices.tolist()
+    assert np.allclose(approximate.scores, exact.scores, atol=1e-3)
+
+
+def test_ann_pq_recovers_most_of_the_exact_top(indexes) -> None:
+    index = indexes["none"]
+    ann = build_ann_index(index, nlist=4, m=4, nbits=4)
+    queries = torch.from_numpy(np.asarray(index.vectors[:40], dtype=np.float32)).reshape(8, 5, 16)
+    query_mask = torch.ones(8, 5, dtype=torch.bool)
+    exact = exact_search(queries, query_mask, index, depth=5)
+    approximate = ann_search(queries, query_mask, index, ann, depth=5, candidates_per_token=32, nprobe=4)
+    overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate.doc_indices.tolist(), exact.doc_indices.tolist())])
+    assert overlap >= 0.6
+
+
+def test_corrupted_index_is_detected(indexes, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(indexes["first10"].folder, copy)
+    with open(copy / "vectors.f16", "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(Exception, match="is corrupted: vectors.f16 has 100 bytes"):
+        PrunedIndex(copy)
+
+
+def test_evaluation_gives_hand_computed_values(tmp_path: Path) -> None:
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\nq1 0 d3 2\nq2 0 d4 1\nq2 0 d9 0\n")
+    (tmp_path / "run.trec").write_text(
+        "q1 Q0 d2 1 3.0 t\nq1 Q0 d1 2 2.0 t\nq1 Q0 d3 3 1.0 t\nq2 Q0 d4 1 5.0 t\nq2 Q0 d9 2 4.0 t\n"
+    )
+    values = evaluate_run(tmp_path / "run.trec", tmp_path / "qrels.txt", parse_measures(["nDCG@10", "RR@10"]), tmp_path / "m.json", tmp_path / "pq.tsv")
+    # q1: DCG = 1/log2(3) + 2/log2(4) = 1.63093, IDCG = 2 + 1/log2(3) = 2.63093 -> 0.61990; RR = 1/2. q2: 1 and 1.
+    assert values["nDCG@10"] == pytest.approx((0.619900 + 1.0) / 2, abs=1e-5)
+    assert values["RR@10"] == pytest.approx(0.75)
+    rows = (tmp_path / "pq.tsv").read_text().splitlines()
+    assert rows[0] == "query_id\tmeasure\tvalue" and "q1\tRR@10\t0.500000" in rows
+    assert json.loads((tmp_path / "m.json").read_text())["queries"] == 2
+
+
+def test_trec_run_round_trip(tmp_path: Path) -> None:
+    from tokenprune.search import Ranking
+
+    ranking = Ranking(np.array([[3.5, 1.25, -np.inf]]), np.array([[2, 0, -1]]))
+    write_trec_run(tmp_path / "run.trec", ["q7"], ranking, ["a", "b", "c"], tag="x")
+    assert (tmp_path / "run.trec").read_text() == "q7 Q0 c 1 3.500000 x\nq7 Q0 a 2 1.250000 x\n"

@@ -1,0 +1,212 @@
+"""Ranking passages by MaxSim over a pruned index: exact brute force, or faiss ANN + exact re-rank.
+
+Exact search streams the index in chunks of vectors: one matrix product gives
+every query token's similarity to every vector of the chunk, and a
+``scatter_reduce`` takes the per-document maximum, so no Python loop runs per
+document and memory stays bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenprune.errors import TokenpruneError
+from tokenprune.index import PrunedIndex
+from tokenprune.io import atomic_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ranking:
+    """Top documents per query: ``doc_indices[q]`` and ``scores[q]``, best first."""
+
+    scores: np.ndarray
+    doc_indices: np.ndarray
+
+
+def _maxsim_chunk(
+    queries: torch.Tensor, query_mask: torch.Tensor, vectors: torch.Tensor, owner: torch.Tensor, documents: int
+) -> torch.Tensor:
+    """MaxSim of every query against the ``documents`` that own ``vectors`` (``owner`` = local document index)."""
+    count, length, dim = queries.shape
+    similarity = queries.reshape(count * length, dim) @ vectors.T
+    best = torch.full((count * length, documents), float("-inf"), device=vectors.device, dtype=similarity.dtype)
+    best.scatter_reduce_(1, owner.expand(count * length, -1), similarity, reduce="amax", include_self=True)
+    best = best.reshape(count, length, documents).float()
+    # A document with no vector at all keeps -inf per token; it can only rank last.
+    best = torch.where(query_mask[:, :, None], best, torch.zeros_like(best))
+    return best.sum(dim=1)
+
+
+def _merge_top(
+    best_scores: torch.Tensor, best_indices: torch.Tensor, scores: torch.Tensor, first_document: int, depth: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    indices = torch.arange(first_document, first_document + scores.shape[1], device=scores.device).expand_as(scores)
+    all_scores = torch.cat([best_scores, scores], dim=1)
+    all_indices = torch.cat([best_indices, indices], dim=1)
+    top = all_scores.topk(min(depth, all_scores.shape[1]), dim=1)
+    return top.values, all_indices.gather(1, top.indices)
+
+
+@torch.inference_mode()
+def exact_search(
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    index: PrunedIndex,
+    depth: int = 1000,
+    *,
+    chunk_vectors: int = 65536,
+    query_batch: int = 64,
+) -> Ranking:
+    """Brute-force MaxSim of every query against every document of ``index``.
+
+    Parameters
+    ----------
+    queries, query_mask
+        ``[queries, length, dim]`` vectors (on the device to search on) and the
+        mask of tokens that count.
+    index
+        The pruned index, streamed in chunks.
+    depth
+        Documents returned per query.
+    chunk_vectors
+        Index vectors per chunk; with ``query_batch`` it bounds memory to
+        ``query_batch × length × chunk_vectors`` similarities.
+    query_batch
+        Queries scored together.
+    """
+    device = queries.device
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    offsets = index.offsets
+    depth = min(depth, len(index))
+    count = queries.shape[0]
+    best_scores = torch.full((count, 0), float("-inf"), device=device)
+    best_indices = torch.zeros((count, 0), dtype=torch.long, device=device)
+    first = 0
+    while first < len(index):
+        # Whole documents per chunk: extend until the chunk holds chunk_vectors (at least one document).
+        last = int(np.searchsorted(offsets, offsets[first] + chunk_vectors, side="right")) - 1
+        last = min(max(last, first + 1), len(index))
+        start, stop = int(offsets[first]), int(offsets[last])
+        vectors = torch.from_numpy(np.array(index.vectors[start:stop])).to(device).to(dtype)
+        lengths = torch.from_numpy(np.diff(offsets[first : last + 1])).to(device)
+        owner = torch.repeat_interleave(torch.arange(last - first, device=device), lengths)[None, :]
+        chunk_scores = torch.cat(
+            [
+                _maxsim_chunk(queries[q : q + query_batch].to(dtype), query_mask[q : q + query_batch], vectors, owner, last - first)
+                for q in range(0, count, query_batch)
+            ]
+        )
+        best_scores, best_indices = _merge_top(best_scores, best_indices, chunk_scores, first, depth)
+        first = last
+    return Ranking(best_scores.cpu().numpy(), best_indices.cpu().numpy())
+
+
+def faiss_backend() -> str:
+    """``"faiss-gpu"`` when faiss sees a GPU, else ``"faiss-cpu"``."""
+    import faiss
+
+    return "faiss-gpu" if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 else "faiss-cpu"
+
+
+def build_ann_index(
+    index: PrunedIndex, *, nlist: int, m: int = 16, nbits: int = 8, flat: bool = False, train_sample: int = 262144, seed: int = 0
+):  # noqa: ANN201 - faiss.Index
+    """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled chunk by chunk."""
+    import faiss
+
+    dim = index.stats["dim"]
+    total = index.stats["vectors"]
+    if nlist > total:
+        raise TokenpruneError(f"ann nlist={nlist} exceeds the index's {total} vectors; lower retrieval.ann.nlist")
+    if not flat and dim % m:
+        raise TokenpruneError(f"ann m={m} must divide the vector dimension {dim}")
+    quantizer = faiss.IndexFlatIP(dim)
+    if flat:
+        ann = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    else:
+        ann = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(total, size=min(train_sample, total), replace=False))
+    ann.train(np.asarray(index.vectors[sample], dtype=np.float32))
+    for start in range(0, total, 1 << 20):
+        ann.add(np.asarray(index.vectors[start : start + (1 << 20)], dtype=np.float32))
+    return ann
+
+
+def save_ann_index(ann, path: str | Path) -> None:  # noqa: ANN001
+    import faiss
+
+    with atomic_file(path) as tmp:
+        faiss.write_index(ann, str(tmp))
+
+
+def load_ann_index(path: str | Path):  # noqa: ANN201
+    import faiss
+
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise TokenpruneError(f"ANN index {str(path)!r} is missing or corrupted: {str(error).splitlines()[0]}") from None
+
+
+@torch.inference_mode()
+def ann_search(
+    queries: torch.Tensor,
+    query_mask: torch.Tensor,
+    index: PrunedIndex,
+    ann,  # noqa: ANN001 - faiss.Index
+    depth: int = 1000,
+    *,
+    candidates_per_token: int = 64,
+    nprobe: int = 16,
+) -> Ranking:
+    """ColBERT's two-stage search: each query token's nearest vectors name candidate documents,
+    which are then ranked by exact MaxSim over their kept vectors."""
+    import faiss
+
+    faiss.extract_index_ivf(ann).nprobe = nprobe
+    if faiss_backend() == "faiss-gpu":
+        ann = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, ann)  # keeps nprobe
+    count, length, dim = queries.shape
+    tokens = queries.float().cpu().numpy().reshape(count * length, dim)
+    _, vector_ids = ann.search(tokens, candidates_per_token)
+    owners = np.searchsorted(index.offsets, vector_ids, side="right") - 1
+    owners = owners.reshape(count, length * candidates_per_token)
+    mask = query_mask.cpu().numpy().repeat(candidates_per_token, axis=1)
+    depth = min(depth, len(index))
+    scores = np.full((count, depth), -np.inf, dtype=np.float32)
+    indices = np.full((count, depth), -1, dtype=np.int64)
+    for q in range(count):
+        candidates = np.unique(owners[q][mask[q] & (vector_ids.reshape(count, -1)[q] >= 0)])
+        if candidates.size == 0:
+            continue
+        starts, stops = index.offsets[candidates], index.offsets[candidates + 1]
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+        vectors = torch.from_numpy(np.asarray(index.vectors[rows], dtype=np.float32)).to(queries.device)
+        owner = torch.repeat_interleave(
+            torch.arange(candidates.size, device=queries.device), torch.from_numpy(stops - starts).to(queries.device)
+        )[None, :]
+        candidate_scores = _maxsim_chunk(queries[q : q + 1].float(), query_mask[q : q + 1], vectors, owner, candidates.size)[0]
+        top = candidate_scores.topk(min(depth, candidates.size))
+        scores[q, : top.values.numel()] = top.values.cpu().numpy()
+        indices[q, : top.values.numel()] = candidates[top.indices.cpu().numpy()]
+    return Ranking(scores, indices)
+
+
+def write_trec_run(path: str | Path, query_ids: list[str], ranking: Ranking, doc_ids: list[str], tag: str) -> None:
+    """Write a TREC run file atomically (``qid Q0 docid rank score tag``); unfilled slots are skipped."""
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as run:
+        for query_id, scores, indices in zip(query_ids, ranking.scores, ranking.doc_indices, strict=True):
+            rank = 0
+            for score, index in zip(scores, indices, strict=True):
+                if index < 0 or not np.isfinite(score):
+                    continue
+                rank += 1
+                run.write(f"{query_id} Q0 {doc_ids[index]} {rank} {float(score):.6f} {tag}\n")
