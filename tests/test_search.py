@@ -144,7 +144,7 @@ def test_ann_pq_recovers_most_of_the_exact_top(indexes) -> None:
     query_mask = torch.ones(8, 5, dtype=torch.bool)
     exact = exact_search(queries, query_mask, index, depth=5)
     approximate = ann_search(queries, query_mask, index, ann, depth=5, candidates_per_token=32, nprobe=4)
-    overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate.doc_indices.tolist(), exact.doc_indices.tolist())])
+    overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate.doc_indices.tolist(), exact.doc_indices.tolist(), strict=True)])
     assert overlap >= 0.6
 
 

@@ -172,9 +172,24 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-config", default="{}", help="The config's 'model' section as JSON.")
     parser.add_argument("--training-config", default="{}", help="The config's 'training' section as JSON.")
     parser.add_argument("--checkpoint-dir", required=True, type=Path, help="Where checkpoints and the loss log live.")
+    _add_compute_arguments(parser)
+    parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
+
+
+def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N].")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
-    parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
+
+
+def _compute_device(args: argparse.Namespace) -> torch.device:
+    """Apply --threads and resolve --device."""
+    import torch
+
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise TokenpruneError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return _device(args.device)
 
 
 def _device(name: str) -> torch.device:
@@ -200,15 +215,14 @@ def _train(args: argparse.Namespace) -> None:
     from tokenprune.model import ColBERT, ColBERTConfig, parse_k
     from tokenprune.training import TrainingSettings, TripleSampler, save_trained, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = _compute_device(args)
     settings = TrainingSettings.from_config(_json_argument(args.training_config, "--training-config"), seed=args.seed)
     model_settings = _json_argument(args.model_config, "--model-config")
     config = ColBERTConfig.from_dict({**model_settings, "strategy": args.strategy, "k": parse_k(args.k)})
     if config.strategy == "idf" and not args.idf:
         raise TokenpruneError("strategy 'idf' needs --idf (the output of 'tokenprune compute-idf')")
     torch.manual_seed(args.seed)
-    model = ColBERT.from_backbone(config, idf=load_idf(args.idf) if args.idf else None).to(_device(args.device))
+    model = ColBERT.from_backbone(config, idf=load_idf(args.idf) if args.idf else None).to(device)
     sampler = TripleSampler(args.triples, PreparedDataset(args.data), args.split, settings.batch_size, settings.seed)
     log.info("training %s (k=%s) for %d steps on %d triples, device %s", config.strategy, config.k, settings.steps, len(sampler), model.device)
     summary = train(model, sampler, settings, args.checkpoint_dir)
@@ -221,24 +235,20 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (from train or untrained-model).")
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
     parser.add_argument("--batch-size", type=int, default=64, help="Passages per forward pass.")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N].")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
 
 
 @_index_arguments.run
 def _index(args: argparse.Namespace) -> None:
-    import torch
 
     from tokenprune.data import PreparedDataset
     from tokenprune.index import build_index
     from tokenprune.model import ColBERT
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.batch_size <= 0:
         raise TokenpruneError(f"--batch-size must be positive, got {args.batch_size}")
-    model = ColBERT.load(args.model, device=_device(args.device))
+    model = ColBERT.load(args.model, device=_compute_device(args))
     stats = build_index(model, PreparedDataset(args.data), args.output, batch_size=args.batch_size)
     log.info(
         "%d documents, %d vectors (%.1f%% of the unpruned tokens), %.1f MiB",
@@ -280,8 +290,7 @@ def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates-per-token", type=int, default=64, help="Nearest vectors per query token (mode ann).")
     parser.add_argument("--depth", type=int, default=1000, help="Documents per query in the run.")
     parser.add_argument("--query-max-length", type=int, help="Query length in word pieces (default: the model's).")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N].")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
 
 
@@ -296,11 +305,9 @@ def _retrieve(args: argparse.Namespace) -> None:
     from tokenprune.model import ColBERT
     from tokenprune.search import ann_search, exact_search, faiss_backend, load_ann_index, write_trec_run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.depth <= 0:
         raise TokenpruneError(f"--depth must be positive, got {args.depth}")
-    model = ColBERT.load(args.model, device=_device(args.device)).eval()
+    model = ColBERT.load(args.model, device=_compute_device(args)).eval()
     index = PrunedIndex(args.index)
     queries = PreparedDataset(args.data).queries(args.split)
     query_ids = list(queries)
