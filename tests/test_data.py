@@ -181,3 +181,30 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"tokenprune prepare-data: error: dataset 'x': BEIR folder '{tmp_path / 'missing'}' does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "documents", "queries", "judgments"),
+    [("med", 1033, 30, 696), ("adi", 82, 35, 170), ("vaswani", 11429, 93, 2083)],
+)
+def test_classic_collections_from_their_original_files(shared_data, tmp_path, tokenizer, name, documents, queries, judgments) -> None:
+    spec = DatasetSpec.from_config(name, {"classic": name, "offline_folder": name, "splits": ["all"]})
+    stats = prepare_dataset(spec, open_collection(spec, shared_data, tmp_path), tmp_path / name, tokenizer)
+    assert stats["documents"] == documents
+    assert (stats["splits"]["all"]["queries"], stats["splits"]["all"]["judgments"]) == (queries, judgments)
+    assert stats["splits"]["all"]["unknown_document_judgments"] == 0 and stats["empty_documents"] == 0
+
+
+def test_smart_reader_on_a_hand_made_file(tmp_path: Path) -> None:
+    from tokenprune.data.classic import read_npl_records, read_smart_records
+
+    (tmp_path / "docs").write_text(".I 7\r\n.T\r\nA title\r\n.A\r\nSomeone\r\n.W\r\nfirst line\r\nsecond line\r\n.I 9\r\n.W\r\nonly text\r\n")
+    assert list(read_smart_records(tmp_path / "docs")) == [
+        ("7", {"title": "A title", "author": "Someone", "text": "first line second line"}),
+        ("9", {"text": "only text"}),
+    ]
+    (tmp_path / "npl").write_text("1\nsome text\nmore\n   /\n2\nother\n/\n")
+    assert list(read_npl_records(tmp_path / "npl")) == [("1", "some text more"), ("2", "other")]
+    (tmp_path / "bad").write_text("1\nunterminated\n")
+    with pytest.raises(TokenpruneError, match="not terminated by '/'"):
+        list(read_npl_records(tmp_path / "bad"))

@@ -215,7 +215,8 @@ def seed_irds_home(irds_id: str, offline_folder: Path, irds_home: Path) -> list[
 def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -> CollectionSource:
     """Choose and open the source of a collection.
 
-    Order: an explicit ``beir_folder``; else ``<data_dir>/<offline_folder>``
+    Order: an explicit ``beir_folder``; a ``classic`` collection's files;
+    else ``<data_dir>/<offline_folder>``
     when it holds a BEIR layout; else the ir_datasets id, after linking any
     files found in ``<data_dir>/<offline_folder>`` into ir_datasets' cache.
 
@@ -225,6 +226,15 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
     if spec.beir_folder:
         return BeirFolder(Path(spec.beir_folder).expanduser(), spec)
     offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
+    if spec.classic:
+        from tokenprune.data.classic import ClassicCollection
+
+        folder = Path(spec.classic_folder).expanduser() if spec.classic_folder else offline
+        if folder is None:
+            raise TokenpruneError(
+                f"dataset {spec.name!r}: set classic_folder, or offline_folder with {OFFLINE_DATA_ENV}, for {spec.classic!r}"
+            )
+        return ClassicCollection(spec.classic, folder, spec)
     if offline is not None and (offline / "corpus.jsonl").is_file():
         return BeirFolder(offline, spec)
     if not spec.irds_id:

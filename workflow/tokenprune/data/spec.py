@@ -34,6 +34,11 @@ class DatasetSpec:
         Record fields joined with a space to form the passage text; fields a
         record lacks are skipped. Cranfield's ``text`` already starts with the
         title, so it uses ``[text]``.
+    classic
+        ``med``, ``adi`` or ``vaswani``: read the collection's original files
+        (from ``classic_folder``, or ``<offline data dir>/<offline_folder>``).
+    classic_folder
+        Folder of a classic collection's files.
     relevance_gain
         Optional map from the collection's relevance code to the nDCG gain,
         e.g. Cranfield's ``{-1: 0, 1: 4, 2: 3, 3: 2, 4: 1}`` where 1 is the
@@ -46,6 +51,8 @@ class DatasetSpec:
     beir_folder: str | None = None
     offline_folder: str | None = None
     document_fields: tuple[str, ...] = ("title", "text")
+    classic: str | None = None
+    classic_folder: str | None = None
     relevance_gain: Mapping[int, int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -56,11 +63,11 @@ class DatasetSpec:
         Keys that belong to other stages (e.g. ``query_max_length``) are
         kept in :attr:`extra`.
         """
-        if not entry.get("irds_id") and not entry.get("beir_folder"):
-            raise TokenpruneError(f"dataset {name!r}: set 'irds_id' or 'beir_folder' (neither is given)")
+        if not any(entry.get(key) for key in ("irds_id", "beir_folder", "classic")):
+            raise TokenpruneError(f"dataset {name!r}: set 'irds_id', 'beir_folder' or 'classic' (none is given)")
         if not entry.get("splits"):
             raise TokenpruneError(f"dataset {name!r}: 'splits' is empty; name at least one split")
-        known = {"irds_id", "beir_folder", "offline_folder", "splits", "document_fields", "relevance_gain"}
+        known = {"irds_id", "beir_folder", "offline_folder", "splits", "document_fields", "relevance_gain", "classic", "classic_folder"}
         gain = entry.get("relevance_gain")
         splits = entry["splits"]
         return cls(
@@ -70,6 +77,8 @@ class DatasetSpec:
             beir_folder=entry.get("beir_folder"),
             offline_folder=entry.get("offline_folder"),
             document_fields=tuple(entry.get("document_fields", ("title", "text"))),
+            classic=entry.get("classic"),
+            classic_folder=entry.get("classic_folder"),
             relevance_gain={int(code): int(value) for code, value in gain.items()} if gain else None,
             extra={key: value for key, value in entry.items() if key not in known},
         )
