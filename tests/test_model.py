@@ -139,3 +139,16 @@ def test_config_rejects_bad_values() -> None:
         ColBERTConfig(strategy="none", k=10)
     with pytest.raises(TokenpruneError, match=r"unknown model setting\(s\) \['dimension'\]"):
         ColBERTConfig.from_dict({"dimension": 64})
+
+
+def test_untrained_reference_is_the_backbone_normalised(tmp_path: Path) -> None:
+    from tokenprune.references import untrained_model
+
+    untrained_model("embedded", tmp_path / "untrained", passage_max_length=32, strategy="first", k=4)
+    model = ColBERT.load(tmp_path / "untrained").eval()
+    assert (model.config.strategy, model.config.k, model.config.dim, model.config.normalize) == ("first", 4, 384, True)
+    with torch.no_grad():
+        ids, mask = model.tokenize_passages(["aspirin lowers the risk of heart attacks"])
+        hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[0, :4]
+        passages = model.encode_passage_ids(ids, mask)
+    assert torch.allclose(passages.vectors[0], torch.nn.functional.normalize(hidden, dim=-1), atol=1e-5)

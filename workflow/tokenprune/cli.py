@@ -378,14 +378,22 @@ def _untrained_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="embedded", help="Backbone name, Hugging Face id or path.")
     parser.add_argument("--query-max-length", type=int, default=32)
     parser.add_argument("--passage-max-length", type=int, default=180)
+    parser.add_argument("--strategy", default="none", help="Selection applied without training (default: none).")
+    parser.add_argument("--k", default="all", help="Vectors kept per passage ('all' for none).")
+    parser.add_argument("--idf", help="IDF table (strategy idf).")
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
 @_untrained_arguments.run
 def _untrained(args: argparse.Namespace) -> None:
+    from tokenprune.idf import load_idf
+    from tokenprune.model import parse_k
     from tokenprune.references import untrained_model
 
-    untrained_model(args.backbone, args.output, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length)
+    untrained_model(
+        args.backbone, args.output, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
+        strategy=args.strategy, k=parse_k(args.k), idf=load_idf(args.idf) if args.idf else None,
+    )  # fmt: skip
 
 
 # Stages whose sub-command lands with a later issue. They fail loudly and

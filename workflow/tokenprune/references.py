@@ -29,13 +29,22 @@ def bm25_run(dataset: PreparedDataset, split: str, output: str | Path, depth: in
 
 
 def untrained_model(
-    backbone: str, output: str | Path, *, query_max_length: int = 32, passage_max_length: int = 180
+    backbone: str,
+    output: str | Path,
+    *,
+    query_max_length: int = 32,
+    passage_max_length: int = 180,
+    strategy: str = "none",
+    k: int | None = None,
+    idf: torch.Tensor | None = None,
 ) -> ColBERT:
     """The pre-trained backbone used as ColBERT without fine-tuning.
 
     Every token vector is the backbone's own output, L2-normalised (an
-    identity projection); all real, non-punctuation passage tokens are kept.
-    Its scores show what training and pruning add.
+    identity projection). With the default ``strategy="none"`` all real,
+    non-punctuation passage tokens are kept, and its scores show what
+    training and pruning add; with another strategy it is pruning applied
+    without any training, the paper's "prune after training" contrast.
     """
     from transformers import AutoConfig
 
@@ -44,14 +53,15 @@ def untrained_model(
     hidden = AutoConfig.from_pretrained(resolve_backbone(backbone)).hidden_size
     config = ColBERTConfig(
         backbone=backbone,
-        strategy="none",
+        strategy=strategy,
+        k=k,
         dim=hidden,
         normalize=True,
         projection_init="random",
         query_max_length=query_max_length,
         passage_max_length=passage_max_length,
     )
-    model = ColBERT.from_backbone(config)
+    model = ColBERT.from_backbone(config, idf=idf)
     with torch.no_grad():
         model.projection.weight.copy_(torch.eye(hidden))
     model.save(output)
