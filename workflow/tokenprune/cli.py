@@ -44,11 +44,7 @@ def command(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentP
 def _dataset_entry(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The dataset's config entry and the whole config, from ``--spec`` JSON or ``--config`` + ``--dataset``."""
     if args.spec:
-        try:
-            entry = json.loads(args.spec)
-        except json.JSONDecodeError as error:
-            raise TokenpruneError(f"--spec is not valid JSON: {error}") from None
-        return entry, {}
+        return _json_argument(args.spec, "--spec"), {}
     from tokenprune.config import load_config
 
     config = load_config(args.config)
