@@ -53,7 +53,7 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c["model"].update(projection_init="xavier"), ["'model.projection_init'", "'pca'"]),
         (lambda c: c["training"].update(learning_rate=0), ["'training.learning_rate'"]),
         (lambda c: c.update(metrics=["nDCG@10", "nDGC@10"]), ["'nDGC@10'", "ir_measures"]),
-        (lambda c: c["train"].update(dataset="msmarco"), ["'msmarco'", "'cranfield', 'scifact'"]),
+        (lambda c: c["train"].update(dataset="msmarco"), ["'msmarco'", "['adi', 'cranfield', 'med', 'scifact', 'vaswani']"]),
         (lambda c: c["evaluate"].append({"dataset": "scifact", "split": "dev"}), ["'dev'", "'test', 'train'"]),
         (lambda c: c["datasets"]["scifact"].pop("irds_id"), ["'datasets.scifact'"]),
     ],
