@@ -60,24 +60,6 @@ def check_variant(wildcards):
     return []
 
 
-def study_targets(pattern, **extra):
-    """Expand a per-model path over every model variant, seed and evaluation set."""
-    return [
-        pattern.format(
-            dataset=TRAIN["dataset"],
-            strategy=strategy,
-            k=k,
-            seed=seed,
-            corpus=evaluation["dataset"],
-            split=evaluation["split"],
-            **extra,
-        )
-        for strategy, k in model_variants()
-        for seed in config["seeds"]
-        for evaluation in config["evaluate"]
-    ]
-
-
 def query_max_length(corpus):
     """Per-collection query length (classic collections have long queries)."""
     return config["datasets"][corpus].get("query_max_length", MODEL["query_max_length"])

@@ -5,8 +5,8 @@ An index folder holds::
     vectors.f16          all kept vectors, [vectors, dim] float16, contiguous (memory-mappable)
     offsets.npy          int64 [documents + 1]: document d owns rows offsets[d]:offsets[d+1]
     doc_ids.txt          one document id per line, in index order
-    token_ids.npy        int32 [vectors]: token id behind each vector      (diagnostics)
-    positions.npy        int16 [vectors]: its position in the passage      (diagnostics)
+    token_ids.i32        int32 [vectors]: token id behind each vector      (diagnostics)
+    positions.i16        int16 [vectors]: its position in the passage      (diagnostics)
     index_stats.json     counts, % of the unpruned token count kept, bytes per component
 
 The unpruned token count of a passage is what the baseline ``none`` keeps of
@@ -33,7 +33,7 @@ from tokenprune.model import ColBERT
 
 STATS_FILE = "index_stats.json"
 INDEX_COMPONENTS = ("vectors.f16", "offsets.npy", "doc_ids.txt")
-DIAGNOSTIC_COMPONENTS = ("token_ids.npy", "positions.npy")
+DIAGNOSTIC_COMPONENTS = ("token_ids.i32", "positions.i16")
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -113,10 +113,6 @@ def build_index(
         offsets = np.zeros(documents + 1, dtype=np.int64)
         np.cumsum(per_document, out=offsets[1:])
         np.save(staging / "offsets.npy", offsets)
-        np.save(staging / "token_ids.npy", np.fromfile(staging / "token_ids.i32", dtype=np.int32))
-        np.save(staging / "positions.npy", np.fromfile(staging / "positions.i16", dtype=np.int16))
-        (staging / "token_ids.i32").unlink()
-        (staging / "positions.i16").unlink()
         component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
         index_bytes = sum(component_bytes[name] for name in INDEX_COMPONENTS)
         stats = {

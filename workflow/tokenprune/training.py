@@ -203,10 +203,8 @@ def _read_loss_log(path: Path, up_to_step: int) -> list[dict[str, Any]]:
 
 
 def _write_loss_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOSS_LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    with atomic_file(path) as tmp:
+        tmp.write_text(loss_log_text(rows), encoding="utf-8")
 
 
 def loss_log_text(rows: list[dict[str, Any]]) -> str:
