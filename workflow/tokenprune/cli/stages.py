@@ -1,9 +1,4 @@
-"""The ``tokenprune`` console script: every pipeline stage as a sub-command.
-
-The Snakemake rules call these sub-commands; users can run any stage on its
-own with the same arguments. User errors are printed as one line and exit
-with status 2, without a traceback.
-"""
+"""Sub-commands for the pipeline stages: data, training, indexing, retrieval, evaluation, references."""
 
 from __future__ import annotations
 
@@ -11,34 +6,16 @@ import argparse
 import json
 import logging
 import os
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenprune.cli.registry import command
 from tokenprune.errors import TokenpruneError
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("tokenprune")
-
-Handler = Callable[[argparse.Namespace], None]
-COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
-
-
-def command(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:
-    """Register a sub-command: decorate its argument builder, and give its handler as ``.run``."""
-
-    def register(build: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        def set_handler(handler: Handler) -> Handler:
-            COMMANDS[name] = (handler, build, help_text)
-            return handler
-
-        build.run = set_handler  # type: ignore[attr-defined]
-        return build
-
-    return register
 
 
 def _dataset_entry(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -390,52 +367,3 @@ def _untrained(args: argparse.Namespace) -> None:
         args.backbone, args.output, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
         strategy=args.strategy, k=parse_k(args.k), idf=load_idf(args.idf) if args.idf else None,
     )  # fmt: skip
-
-
-# Stages whose sub-command lands with a later issue. They fail loudly and
-# write nothing, so the DAG is complete but never produces a fake result.
-PENDING_STAGES = {"report": 5}
-
-
-def _pending(name: str, issue: int) -> None:
-    def build(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-
-    def run(args: argparse.Namespace) -> None:
-        raise TokenpruneError(f"the {name!r} stage is not implemented yet (issue #{issue}); nothing was written")
-
-    COMMANDS[name] = (run, build, f"(not implemented yet: issue #{issue})")
-
-
-for _name, _issue in PENDING_STAGES.items():
-    _pending(_name, _issue)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenprune", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, build, help_text) in COMMANDS.items():
-        build(subcommands.add_parser(name, help=help_text, description=help_text))
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one sub-command; user errors exit 2 with a one-line message."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    handler = COMMANDS[args.command][0]
-    try:
-        handler(args)
-    except TokenpruneError as error:
-        print(f"tokenprune {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

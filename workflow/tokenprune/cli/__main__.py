@@ -1,0 +1,7 @@
+"""``python -m tokenprune.cli``."""
+
+import sys
+
+from tokenprune.cli import main
+
+sys.exit(main())
