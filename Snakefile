@@ -7,6 +7,8 @@
 # Every rule calls a `tokenprune` sub-command; the logic lives in the
 # library under workflow/tokenprune.
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 from tokenprune.config import validate_config
@@ -23,6 +25,13 @@ configfile: "config.yaml"
 validate_config(config)
 
 
+report: "workflow/report/workflow.rst"
+
+
+# `snakemake --report reports/report.html` writes into reports/ but does not create it.
+Path("reports").mkdir(exist_ok=True)
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
@@ -33,8 +42,9 @@ include: "workflow/rules/references.smk"
 include: "workflow/rules/report.smk"
 
 
-# Until the report stage lands (issue #5), the study ends at the evaluated runs.
+# The study ends at the comparison tables and figures; `snakemake --report
+# reports/report.html` then gathers them into one HTML file.
 rule all:
     input:
-        evaluation_targets(),
+        report_targets(),
     default_target: True

@@ -1,13 +1,17 @@
-"""The Snakemake workflow: the default config's DAG builds, and a bad config fails at parse time."""
+"""The Snakemake workflow: the default config's DAG builds, a bad config fails at parse time,
+and a tiny study runs end to end into the HTML report."""
 
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
-
-from conftest import REPO
+import yaml
+from conftest import REPO, write_beir_folder
 
 
 def dry_run(workdir: Path, config_overrides: dict | None = None) -> None:
@@ -41,7 +45,9 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
     # 10 models indexed and searched on 2 evaluation sets; BM25 on each; every run evaluated.
     assert jobs == {
         "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9, "untrained_backbone": 1,
-        "index": 20, "retrieve": 20, "bm25": 2, "evaluate": 22, "all": 1, "total": 79,
+        "index": 20, "retrieve": 20, "bm25": 2, "evaluate": 22,
+        # Per evaluation set: one comparison and one trade-off plot job; diagnostics per collection; loss curves once.
+        "summarize": 2, "plot_tradeoff": 2, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 86,
     }  # fmt: skip
 
 
@@ -52,3 +58,72 @@ def test_dry_run_through_the_python_api(tmp_path: Path) -> None:
 def test_typo_in_config_fails_at_dry_run(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="'strategies\\[0\\]': 'atention' is not one of"):
         dry_run(tmp_path, {"strategies": ["atention"]})
+
+
+# Eight topics, each with a relevant passage and an unrelated one; four train queries, four test queries.
+TOPICS = [
+    ("Aspirin", "Aspirin reduces the risk of heart attacks in adults with cardiovascular disease.", "does aspirin prevent heart attacks"),
+    ("Vitamin", "Vitamin C supplements do not cure the common cold but may shorten it.", "vitamin c and colds"),
+    ("Sleep", "Adults need about seven hours of sleep each night for good health.", "how much sleep do adults need"),
+    ("Coffee", "Moderate coffee drinking is associated with lower mortality.", "is coffee bad for health"),
+    ("Exercise", "Regular aerobic exercise lowers blood pressure in hypertensive patients.", "exercise and blood pressure"),
+    ("Smoking", "Smoking tobacco is the leading cause of lung cancer worldwide.", "what causes lung cancer"),
+    ("Sugar", "High sugar intake increases the risk of type 2 diabetes.", "sugar and diabetes risk"),
+    ("Vaccine", "Measles vaccination provides long lasting immunity in children.", "measles vaccine immunity"),
+]
+
+
+def tiny_study(folder: Path) -> Path:
+    """A BEIR folder and a config for a study that runs in a minute or two on a CPU."""
+    documents, queries, qrels = [], [], {"train": [], "test": []}
+    for i, (title, text, query) in enumerate(TOPICS):
+        documents.append({"_id": f"d{i}", "title": title, "text": text})
+        documents.append({"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."})
+        queries.append({"_id": f"q{i}", "text": query})
+        qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
+    data = write_beir_folder(folder / "collection", documents, queries, qrels)
+    config = {
+        "datasets": {"tiny": {"beir_folder": str(data), "splits": ["train", "test"]}},
+        "train": {"dataset": "tiny", "split": "train"},
+        "evaluate": [{"dataset": "tiny", "split": "test"}],
+        "model": {"dim": 16, "passage_max_length": 32, "query_max_length": 16},
+        "strategies": ["none", "first", "attention"],
+        "k": [4],
+        "training": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "negatives_per_query": 2, "checkpoint_every": 2},
+        "metrics": ["nDCG@10", "RR@10"],
+        "seeds": [1],
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def embedded_files(report: str) -> dict[str, bytes]:
+    """The result files a Snakemake HTML report embeds, by file name."""
+    pattern = re.compile(r"data:[\w/+.-]+;charset=[\w-]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)")
+    return {name: base64.b64decode(data) for name, data in pattern.findall(report)}
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
+    config = tiny_study(tmp_path)
+    workflow = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config)]
+    run = subprocess.run([*workflow, "--cores", "2", "--quiet", "all"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+
+    summary = tmp_path / "results" / "summary" / "tiny" / "test.exact"
+    table = pd.read_csv(summary / "comparison.csv")
+    assert list(table["method"]) == ["BM25", "untrained backbone", "ColBERT (no pruning)", "first", "attention"]
+    assert table.loc[table["method"] == "first", "k"].item() == 4
+    files = embedded_files((tmp_path / "reports" / "report.html").read_text(encoding="utf-8"))
+    assert {"comparison.html", "comparison.csv", "index_size_vs_nDCG_10.png", "index_size_vs_RR_10.png",
+            "training_loss.png", "kept_positions.png", "kept_tokens.png"} <= set(files)  # fmt: skip
+    comparison = files["comparison.html"].decode("utf-8")
+    assert "<caption>tiny test, exact retrieval</caption>" in comparison
+    for method in table["method"]:
+        assert f"<td>{method}</td>" in comparison
+    assert f"{table.loc[table['method'] == 'first', 'nDCG@10'].item():.3f}" in comparison
+    assert files["index_size_vs_nDCG_10.png"] == (summary / "index_size_vs_nDCG_10.png").read_bytes()
+    assert files["index_size_vs_nDCG_10.png"].startswith(b"\x89PNG")

@@ -19,19 +19,25 @@ wildcard_constraints:
 TRAIN = config["train"]
 MODEL = config["model"]
 
-DATA_DIR = "resources/data/{dataset}"
-IDF = "results/idf/{dataset}.safetensors"
-TRIPLES = "results/triples/{dataset}/{split}.parquet"
-# {dataset} is the training collection, {corpus} the collection searched.
-MODEL_ID = "{dataset}/{strategy}/k{k}/seed{seed}"
-MODEL_DIR = "results/models/" + MODEL_ID
-INDEX_DIR = "results/indexes/" + MODEL_ID + "/{corpus}"
-ANN_INDEX = "results/ann/" + MODEL_ID + "/{corpus}.faiss"
-RUN = "results/runs/" + MODEL_ID + "/{corpus}/{split}.{mode}.trec"
-# {system} is a model id, or "bm25" for the BM25 reference (mode "bm25").
-SYSTEM_RUN = "results/runs/{system}/{corpus}/{split}.{mode}.trec"
-SYSTEM_METRICS = "results/metrics/{system}/{corpus}/{split}.{mode}.json"
-UNTRAINED_ID = "untrained/none/kall/seed0"
+# Path templates shared with the library (the report stages read what these rules write).
+from tokenprune.layout import (
+    ANN_INDEX,
+    BM25_ID,
+    DATA_DIR,
+    IDF,
+    INDEX_DIR,
+    MODEL_DIR,
+    MODEL_ID,
+    RUN,
+    SUMMARY_DIR,
+    SYSTEM_METRICS,
+    SYSTEM_RUN,
+    TRAINING_SUMMARY_DIR,
+    TRIPLES,
+    UNTRAINED_ID,
+    System,
+    measure_slug,
+)
 
 
 def quoted_json(value):
@@ -65,20 +71,32 @@ def query_max_length(corpus):
     return config["datasets"][corpus].get("query_max_length", MODEL["query_max_length"])
 
 
-def evaluation_targets():
-    """Metrics of every trained model, the untrained backbone and BM25, on every evaluation set."""
-    systems = [
+def trained_systems():
+    """Ids of every trained model of the study: the baseline once, each strategy per k, per seed."""
+    return [
         MODEL_ID.format(dataset=TRAIN["dataset"], strategy=strategy, k=k, seed=seed)
         for strategy, k in model_variants()
         for seed in config["seeds"]
-    ] + [UNTRAINED_ID]
-    targets = []
-    for evaluation in config["evaluate"]:
-        where = dict(corpus=evaluation["dataset"], split=evaluation["split"])
-        targets += [
-            SYSTEM_METRICS.format(system=system, mode=mode, **where)
-            for system in systems
+    ]
+
+
+def compared_systems():
+    """Every system in the comparison tables: trained models, the untrained backbone, BM25."""
+    return trained_systems() + [UNTRAINED_ID, BM25_ID]
+
+
+def evaluation_sets():
+    """(corpus, split) of every configured evaluation set."""
+    return [(evaluation["dataset"], evaluation["split"]) for evaluation in config["evaluate"]]
+
+
+def evaluation_targets():
+    """Metrics of every compared system on every evaluation set (BM25 once, whatever the mode)."""
+    return sorted(
+        {
+            str(System.parse(system).metrics_path(corpus, split, mode))
+            for corpus, split in evaluation_sets()
+            for system in compared_systems()
             for mode in config["retrieval"]["modes"]
-        ]
-        targets.append(SYSTEM_METRICS.format(system="bm25", mode="bm25", **where))
-    return targets
+        }
+    )

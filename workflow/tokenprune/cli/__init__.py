@@ -8,14 +8,17 @@ with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-# Importing the command modules registers their sub-commands.
-from tokenprune.cli import stages  # noqa: F401
 from tokenprune.cli.registry import COMMANDS
 from tokenprune.errors import TokenpruneError
+
+# Importing a command module registers its sub-commands: pipeline stages first, as --help lists them.
+for _module in ("stages", "report"):
+    importlib.import_module(f"tokenprune.cli.{_module}")
 
 
 def build_parser() -> argparse.ArgumentParser:

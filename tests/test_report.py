@@ -1,0 +1,371 @@
+"""The report: seed aggregation, significance marks, table renderings, figures and kept-token diagnostics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from tokenprune.errors import TokenpruneError
+from tokenprune.layout import System
+from tokenprune.reporting import diagnostics, plots, tables
+from tokenprune.reporting.paper import paper_values, published_results
+from tokenprune.reporting.stages import summarize, token_diagnostics
+from tokenprune.reporting.summary import SystemResult, compare_methods, holm_adjust, paired_t_test
+
+QUERIES = [f"q{i}" for i in range(40)]
+RNG = np.random.default_rng(7)
+BASE = RNG.uniform(0.2, 0.6, len(QUERIES))
+
+
+def per_query(values: np.ndarray, measure: str = "nDCG@10") -> pd.DataFrame:
+    return pd.DataFrame({measure: values}, index=pd.Index(QUERIES, name="query_id"))
+
+
+def result(system_id: str, values: np.ndarray, *, kept: float | None = 100.0, mib: float = 1.0) -> SystemResult:
+    stats_ = None if kept is None else {"percent_tokens_kept": kept, "index_bytes": int(mib * 2**20)}
+    return SystemResult(System.parse(system_id), {"nDCG@10": float(values.mean())}, per_query(values), stats_)
+
+
+@pytest.fixture()
+def synthetic() -> list[SystemResult]:
+    """A baseline, a clearly better method, an identical one, a two-seed method, and BM25."""
+    better = np.clip(BASE + 0.2 + RNG.normal(0, 0.01, len(QUERIES)), 0, 1)
+    return [
+        result("sci/none/kall/seed1", BASE, mib=8.0),
+        result("sci/first/k10/seed1", better, kept=10.0, mib=1.0),
+        result("sci/idf/k10/seed1", BASE.copy(), kept=10.0, mib=1.0),
+        result("sci/unused/k10/seed1", BASE - 0.1, kept=10.0, mib=1.0),
+        result("sci/unused/k10/seed2", BASE - 0.2, kept=12.0, mib=1.2),
+        result("bm25", BASE - 0.05, kept=None),
+    ]
+
+
+def test_holm_adjustment_matches_a_hand_computation() -> None:
+    # Sorted: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04 -> raised to the running maximum 0.06.
+    np.testing.assert_allclose(holm_adjust([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm_adjust([0.5, 0.9]), [1.0, 1.0])
+    adjusted = holm_adjust([0.02, float("nan")])
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1])
+
+
+def test_paired_t_test_equals_the_textbook_formula() -> None:
+    a = pd.Series([0.5, 0.7, 0.2, 0.9, 0.4], index=list("abcde"))
+    b = pd.Series([0.4, 0.5, 0.3, 0.6, 0.1], index=list("abcde"))
+    d = (a - b).to_numpy()
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    assert paired_t_test(a, b) == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1))
+    assert paired_t_test(a, a) == 1.0
+    assert paired_t_test(a + 0.1, a) == 0.0
+    # A query the method did not answer counts as 0 on its side.
+    partial = a.drop("e")
+    assert paired_t_test(partial, b) == pytest.approx(paired_t_test(a.where(a.index != "e", 0.0), b))
+
+
+def test_aggregation_means_deltas_and_significance(synthetic: list[SystemResult]) -> None:
+    comparison = compare_methods(synthetic, ["nDCG@10"], alpha=0.05)
+    table = comparison.table.set_index("method")
+    assert list(comparison.table["method"]) == ["BM25", "ColBERT (no pruning)", "first", "idf", "unused"]
+    baseline = BASE.mean()
+    assert table.loc["ColBERT (no pruning)", "nDCG@10"] == pytest.approx(baseline)
+    assert math.isnan(table.loc["ColBERT (no pruning)", "nDCG@10 p_holm"])
+    # Two seeds: the mean of the seeds' means, their sample std, the mean index size.
+    assert table.loc["unused", "seeds"] == 2
+    assert table.loc["unused", "nDCG@10"] == pytest.approx(baseline - 0.15)
+    assert table.loc["unused", "nDCG@10 std"] == pytest.approx(math.sqrt(0.005))
+    assert table.loc["unused", "nDCG@10 delta"] == pytest.approx(-0.15)
+    assert table.loc["unused", "percent_tokens_kept"] == pytest.approx(11.0)
+    assert table.loc["unused", "index_mib"] == pytest.approx(1.1)
+    assert math.isnan(table.loc["first", "nDCG@10 std"])
+    # The clearly better method is marked, the identical one is not.
+    assert table.loc["first", "nDCG@10 significant"]
+    assert table.loc["first", "nDCG@10 delta"] > 0.15
+    assert not table.loc["idf", "nDCG@10 significant"]
+    assert table.loc["idf", "nDCG@10 p_holm"] == 1.0
+    assert table.loc["idf", "nDCG@10 delta"] == pytest.approx(0.0)
+    assert comparison.compared == 4 and comparison.queries == len(QUERIES)
+    assert math.isnan(table.loc["BM25", "index_mib"])
+
+
+def test_holm_family_is_the_compared_methods(synthetic: list[SystemResult]) -> None:
+    comparison = compare_methods(synthetic, ["nDCG@10"])
+    table = comparison.table.set_index("method")
+    per_method = {r.system.method: r.per_query["nDCG@10"] for r in synthetic}
+    reference = per_method["sci/none/kall"]
+    raw = {
+        "first": paired_t_test(per_method["sci/first/k10"], reference),
+        "idf": paired_t_test(per_method["sci/idf/k10"], reference),
+        # Two seeds: the test pairs the per-query mean over seeds.
+        "unused": paired_t_test(per_query(BASE - 0.15)["nDCG@10"], reference),
+        "BM25": paired_t_test(per_method["bm25"], reference),
+    }
+    expected = dict(zip(raw, holm_adjust(list(raw.values())), strict=True))
+    for method, value in expected.items():
+        assert table.loc[method, "nDCG@10 p_holm"] == pytest.approx(value)
+
+
+def test_missing_measure_names_the_system(synthetic: list[SystemResult]) -> None:
+    with pytest.raises(TokenpruneError, match="'sci/none/kall/seed1' was not evaluated with \\['RR@10'\\]"):
+        compare_methods(synthetic, ["nDCG@10", "RR@10"])
+
+
+def test_paper_values_are_shown_for_the_matching_collection(synthetic: list[SystemResult]) -> None:
+    published = published_results()
+    assert set(published["source"]) == {"Table 2", "Table 3"}
+    scifact = paper_values("beir/scifact/test")
+    assert dict(zip(scifact["strategy"], scifact["value"], strict=True)) == {
+        "none": 0.633, "first": 0.545, "idf": 0.475, "unused": 0.502, "attention": 0.564,
+    }  # fmt: skip
+    assert paper_values(None).empty and paper_values("cranfield").empty
+    renamed = [
+        SystemResult(System.parse(r.system.id.replace("k10", "k50")), r.measures, r.per_query, r.index_stats)
+        for r in synthetic
+    ]
+    comparison = compare_methods(renamed, ["nDCG@10"], paper=scifact)
+    table = comparison.table.set_index("method")
+    assert table.loc["ColBERT (no pruning)", "nDCG@10 paper"] == 0.633
+    assert table.loc["first", "nDCG@10 paper"] == 0.545
+    assert math.isnan(table.loc["BM25", "nDCG@10 paper"])
+    assert comparison.paper_source == "Table 3"
+    markdown = tables.to_markdown(comparison)
+    assert "nDCG@10 (paper)" in markdown and "0.545" in markdown and "Lassance et al. (2022)" in markdown
+
+
+def test_renderings_carry_values_marks_and_footnote(synthetic: list[SystemResult]) -> None:
+    comparison = compare_methods(synthetic, ["nDCG@10"], corpus="sci", split="test", mode="exact")
+    first_value = f"{comparison.table.set_index('method').loc['first', 'nDCG@10']:.3f}"
+    markdown = tables.to_markdown(comparison)
+    first_row = next(line for line in markdown.splitlines() if line.startswith("| first"))
+    assert f"{first_value}†" in first_row
+    idf_row = next(line for line in markdown.splitlines() if line.startswith("| idf"))
+    assert "†" not in idf_row and "+0.000" in idf_row
+    unused_row = next(line for line in markdown.splitlines() if line.startswith("| unused"))
+    assert " ± 0.071" in unused_row
+    assert "Holm-corrected across the 4 compared methods" in markdown and f"over {len(QUERIES)} queries" in markdown
+    html = tables.to_html(comparison)
+    assert "<caption>sci test, exact retrieval</caption>" in html and f"{first_value}<sup>†</sup>" in html
+    latex = tables.to_latex(comparison)
+    assert latex.count(r"\toprule") == 1 and r"\midrule" in latex and r"\bottomrule" in latex
+    assert rf"{first_value}$^\dagger$" in latex and r"\% tokens" in latex and r"$\pm$" in latex
+    # Every table row has the same number of cells as the header.
+    body = latex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    cells = {line.count(" & ") for line in body.splitlines() if line.endswith(r"\\")}
+    assert cells == {latex.split(r"\toprule")[1].splitlines()[1].count(" & ")}
+
+
+def _write_system_outputs(root: Path, system_id: str, values: np.ndarray, kept: float | None) -> None:
+    system = System.parse(system_id)
+    metrics = system.metrics_path("sci", "test", "exact", root)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"measures": {"nDCG@10": float(values.mean())}}))
+    rows = ["query_id\tmeasure\tvalue"] + [f"{q}\tnDCG@10\t{v:.6f}" for q, v in zip(QUERIES, values, strict=True)]
+    system.per_query_path("sci", "test", "exact", root).write_text("\n".join(rows) + "\n")
+    if kept is not None:
+        index = system.index_dir("sci", root)
+        index.mkdir(parents=True, exist_ok=True)
+        (index / "index_stats.json").write_text(json.dumps({"percent_tokens_kept": kept, "index_bytes": 2**20}))
+
+
+def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path) -> None:
+    _write_system_outputs(tmp_path, "sci/none/kall/seed1", BASE, 100.0)
+    _write_system_outputs(tmp_path, "sci/first/k10/seed1", BASE - 0.3, 10.0)
+    _write_system_outputs(tmp_path, "bm25", BASE, None)
+    out = tmp_path / "summary"
+    summarize(
+        ["sci/none/kall/seed1", "sci/first/k10/seed1", "bm25"], corpus="sci", split="test", mode="exact",
+        measures=["nDCG@10"], output_dir=out, root=tmp_path,
+    )  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.csv",
+        "comparison.html",
+        "comparison.md",
+        "comparison.tex",
+    ]
+    table = pd.read_csv(out / "comparison.csv").set_index("method")
+    assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
+    assert bool(table.loc["first", "nDCG@10 significant"])
+    with pytest.raises(TokenpruneError, match="alpha 1.5"):
+        summarize(
+            ["bm25"],
+            corpus="sci",
+            split="test",
+            mode="exact",
+            measures=["nDCG@10"],
+            output_dir=out,
+            alpha=1.5,
+            root=tmp_path,
+        )
+    with pytest.raises(TokenpruneError, match="'sci/none/k10/seedx' is not a system id"):
+        summarize(
+            ["sci/none/k10/seedx"],
+            corpus="sci",
+            split="test",
+            mode="exact",
+            measures=["nDCG@10"],
+            output_dir=out,
+            root=tmp_path,
+        )
+    with pytest.raises(TokenpruneError, match="does not exist; run the pipeline"):
+        summarize(
+            ["sci/idf/k10/seed1"],
+            corpus="sci",
+            split="test",
+            mode="exact",
+            measures=["nDCG@10"],
+            output_dir=out,
+            root=tmp_path,
+        )
+
+
+def test_tradeoff_figure_has_one_line_per_strategy_and_one_point_per_k() -> None:
+    rows = [
+        {"kind": "bm25", "strategy": "none", "k": None, "index_mib": np.nan, "percent_tokens_kept": np.nan, "m": 0.30},
+        {
+            "kind": "untrained",
+            "strategy": "none",
+            "k": None,
+            "index_mib": 30.0,
+            "percent_tokens_kept": 100.0,
+            "m": 0.40,
+        },
+        {"kind": "baseline", "strategy": "none", "k": None, "index_mib": 10.0, "percent_tokens_kept": 100.0, "m": 0.50},
+    ]
+    for strategy, scores in {"first": (0.45, 0.35), "idf": (0.44, 0.38), "unused": (0.40, 0.39)}.items():
+        rows += [
+            {
+                "kind": "pruned",
+                "strategy": strategy,
+                "k": 50,
+                "index_mib": 3.0,
+                "percent_tokens_kept": 30.0,
+                "m": scores[0],
+            },
+            {
+                "kind": "pruned",
+                "strategy": strategy,
+                "k": 10,
+                "index_mib": 0.6,
+                "percent_tokens_kept": 6.0,
+                "m": scores[1],
+            },
+        ]
+    table = pd.DataFrame(rows).assign(**{"m std": np.nan})
+    figure = plots.tradeoff_figure(table, "m")
+    assert len(figure.axes) == 2
+    for axis, x_column in zip(figure.axes, ["index_mib", "percent_tokens_kept"], strict=True):
+        lines = {line.get_gid(): line for line in axis.get_lines() if line.get_gid()}
+        strategy_lines = sorted(gid for gid in lines if gid.startswith("strategy:"))
+        assert strategy_lines == ["strategy:first", "strategy:idf", "strategy:unused"]
+        first = lines["strategy:first"]
+        # Points sorted by size: k=10 then k=50.
+        assert list(first.get_xdata()) == [table.loc[3 + 1, x_column], table.loc[3, x_column]]
+        assert list(first.get_ydata()) == [0.35, 0.45]
+        assert list(lines["reference:baseline"].get_ydata()) == [0.50]
+        assert list(lines["reference:untrained"].get_xdata()) == [table.loc[1, x_column]]
+        assert list(lines["level:bm25"].get_ydata()) == [0.30, 0.30]
+        assert list(lines["level:baseline"].get_ydata()) == [0.50, 0.50]
+    assert figure.axes[0].get_xscale() == "log"
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels == ["first", "idf", "unused", "ColBERT, no pruning", "untrained backbone", "BM25"]
+    plots.plt.close(figure)
+
+
+def test_loss_figure_draws_every_logged_step() -> None:
+    curves = {
+        "no pruning": pd.DataFrame({"step": [10, 20, 30], "loss": [1.0, 0.8, 0.7]}),
+        "first k=10": pd.DataFrame({"step": [10, 20], "loss": [1.2, 1.1]}),
+    }
+    figure = plots.loss_figure(
+        curves, {"no pruning": "none", "first k=10": "first"}, {"no pruning": "all", "first k=10": "10"}
+    )
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["no pruning", "first k=10"]
+    assert [len(line.get_xdata()) for line in lines] == [3, 2]
+    assert lines[0].get_color() == plots.STRATEGY_COLOURS["none"] and lines[1].get_linestyle() == "--"
+    plots.plt.close(figure)
+
+
+def write_index(folder: Path, token_ids: list[list[int]], positions: list[list[int]], dim: int = 4) -> Path:
+    """A hand-built index folder in the layout of tokenprune.index."""
+    folder.mkdir(parents=True)
+    counts = [len(ids) for ids in token_ids]
+    vectors = sum(counts)
+    np.zeros((vectors, dim), dtype=np.float16).tofile(folder / "vectors.f16")
+    np.save(folder / "offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    (folder / "doc_ids.txt").write_text("".join(f"d{i}\n" for i in range(len(counts))))
+    np.array([t for ids in token_ids for t in ids], dtype=np.int32).tofile(folder / "token_ids.i32")
+    np.array([p for ps in positions for p in ps], dtype=np.int16).tofile(folder / "positions.i16")
+    (folder / "index_stats.json").write_text(json.dumps({"documents": len(counts), "vectors": vectors, "dim": dim}))
+    return folder
+
+
+def test_kept_token_counts_are_exact(tmp_path: Path) -> None:
+    index = write_index(tmp_path / "idx", [[101, 2, 7592], [101, 7592]], [[0, 1, 4], [0, 2]])
+    kept = diagnostics.count_kept_tokens(index)
+    assert kept.vectors == 5
+    assert kept.position_counts.tolist() == [2, 1, 1, 0, 1]
+    assert kept.token_counts == {2: 1, 101: 2, 7592: 2}
+    assert kept.top_tokens(2) == [(101, 2), (7592, 2)]
+
+
+def test_truncated_diagnostics_are_detected(tmp_path: Path) -> None:
+    index = write_index(tmp_path / "idx", [[101, 2]], [[0, 1]])
+    np.array([101], dtype=np.int32).tofile(index / "token_ids.i32")
+    with pytest.raises(TokenpruneError, match="corrupted: token_ids.i32 holds 1 entries.*2 vectors"):
+        diagnostics.count_kept_tokens(index)
+
+
+def test_token_diagnostics_tables_and_figures(tmp_path: Path, tokenizer) -> None:  # noqa: ANN001
+    systems = {
+        "sci/none/kall/seed1": ([[101, 2023, 2003, 102]], [[0, 2, 3, 4]]),
+        "sci/first/k2/seed1": ([[101, 1]], [[0, 1]]),
+    }
+    for system_id, (ids, positions) in systems.items():
+        system = System.parse(system_id)
+        write_index(system.index_dir("sci", tmp_path), ids, positions)
+        tokenizer.save_pretrained(system.model_dir(tmp_path))
+    written = token_diagnostics(list(systems), corpus="sci", output_dir=tmp_path / "diag", root=tmp_path, top=5)
+    assert sorted(p.name for p in written) == sorted(
+        f"{stem}.{fmt}" for stem in ("kept_positions", "kept_tokens") for fmt in ("csv", "png", "svg")
+    )
+    tokens = pd.read_csv(tmp_path / "diag" / "kept_tokens.csv")
+    # Only the pruned model is listed; its two tokens split the kept vectors evenly.
+    assert list(tokens["model"].unique()) == ["first k=2"]
+    assert list(tokens["token"]) == ["[unused0]", "[CLS]"] and list(tokens["share"]) == [0.5, 0.5]
+    positions = pd.read_csv(tmp_path / "diag" / "kept_positions.csv")
+    assert positions.groupby("model")["count"].sum().to_dict() == {"first k=2": 2, "no pruning": 4}
+
+
+def test_positions_figure_has_a_panel_per_k_and_a_line_per_strategy() -> None:
+    histograms = {
+        "none": np.array([1, 1, 1, 1, 1, 1]),
+        "first k=2": np.array([1, 1]),
+        "idf k=2": np.array([0, 0, 0, 1, 1]),
+    }
+    figure = plots.positions_figure(
+        histograms, {"none": "none", "first k=2": "first", "idf k=2": "idf"}, {"none": None, "first k=2": 2, "idf k=2": 2},
+        bin_width=2,
+    )  # fmt: skip
+    (axis,) = figure.axes
+    steps = axis.get_lines()
+    assert [line.get_label() for line in steps] == ["first", "idf"]
+    # Bins of width 2 over 6 positions: first keeps bin 0 only, idf bins 1 and 2.
+    np.testing.assert_allclose(steps[0].get_ydata()[:3], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(steps[1].get_ydata()[:3], [0.0, 0.5, 0.5])
+    assert len(axis.collections) == 1  # the grey distribution of all tokens
+    plots.plt.close(figure)
+
+
+def test_saved_figures_are_byte_identical_across_runs(tmp_path: Path) -> None:
+    curves = {"no pruning": pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.5]})}
+    digests = []
+    for run in ("a", "b"):
+        paths = plots.save_figure(
+            plots.loss_figure(curves, {"no pruning": "none"}, {"no pruning": "all"}), tmp_path / run / "loss"
+        )
+        digests.append([path.read_bytes() for path in paths])
+    assert digests[0] == digests[1]

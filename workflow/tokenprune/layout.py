@@ -1,0 +1,116 @@
+"""Where the pipeline keeps each artefact.
+
+The Snakemake rules (``workflow/rules/common.smk``) and the report commands
+share these path templates, so a result written by one stage is found by the
+next without either repeating the other's conventions. Paths are relative to
+the workflow's working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR = "resources/data/{dataset}"
+IDF = "results/idf/{dataset}.safetensors"
+TRIPLES = "results/triples/{dataset}/{split}.parquet"
+# {dataset} is the training collection, {corpus} the collection searched.
+MODEL_ID = "{dataset}/{strategy}/k{k}/seed{seed}"
+SYSTEM_MODEL_DIR = "results/models/{system}"
+SYSTEM_INDEX_DIR = "results/indexes/{system}/{corpus}"
+MODEL_DIR = SYSTEM_MODEL_DIR.replace("{system}", MODEL_ID)
+INDEX_DIR = SYSTEM_INDEX_DIR.replace("{system}", MODEL_ID)
+ANN_INDEX = "results/ann/" + MODEL_ID + "/{corpus}.faiss"
+RUN = "results/runs/" + MODEL_ID + "/{corpus}/{split}.{mode}.trec"
+# {system} is a model id, or "bm25" for the BM25 reference (mode "bm25").
+SYSTEM_RUN = "results/runs/{system}/{corpus}/{split}.{mode}.trec"
+SYSTEM_METRICS = "results/metrics/{system}/{corpus}/{split}.{mode}.json"
+SYSTEM_PER_QUERY = "results/metrics/{system}/{corpus}/{split}.{mode}.perquery.tsv"
+UNTRAINED_ID = "untrained/none/kall/seed0"
+BM25_ID = "bm25"
+# The comparison table and plots of one evaluation set in one retrieval mode.
+SUMMARY_DIR = "results/summary/{corpus}/{split}.{mode}"
+# Figures about the trained models themselves (loss curves).
+TRAINING_SUMMARY_DIR = "results/summary/training/{dataset}"
+
+_MODEL_ID_PATTERN = re.compile(
+    r"(?P<dataset>[A-Za-z0-9_-]+)/(?P<strategy>[A-Za-z0-9_]+)/k(?P<k>all|\d+)/seed(?P<seed>\d+)"
+)
+
+
+def measure_slug(measure: str) -> str:
+    """A file-name-safe form of an ir_measures name: ``nDCG@10`` -> ``nDCG_10``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", measure).strip("_")
+
+
+@dataclass(frozen=True)
+class System:
+    """One searched system: a model id ``dataset/strategy/k{k}/seed{seed}``, or ``bm25``.
+
+    Attributes
+    ----------
+    id
+        The id as it appears in result paths.
+    dataset
+        Training collection, ``"untrained"`` for the untrained backbone, or
+        ``"bm25"``.
+    strategy
+        Selection strategy (``"none"`` for unpruned models and BM25).
+    k
+        Vectors kept per passage, or ``None`` for unpruned systems.
+    seed
+        Training seed (0 for the references).
+    """
+
+    id: str
+    dataset: str
+    strategy: str
+    k: int | None
+    seed: int
+
+    @classmethod
+    def parse(cls, system_id: str) -> System:
+        """Read a system id; raises ``ValueError`` naming the id when it has no known shape."""
+        if system_id == BM25_ID:
+            return cls(BM25_ID, BM25_ID, "none", None, 0)
+        match = _MODEL_ID_PATTERN.fullmatch(system_id)
+        if match is None:
+            raise ValueError(
+                f"{system_id!r} is not a system id: expected 'bm25' or 'dataset/strategy/k<k|all>/seed<n>'"
+            )
+        k = None if match["k"] == "all" else int(match["k"])
+        return cls(system_id, match["dataset"], match["strategy"], k, int(match["seed"]))
+
+    @property
+    def kind(self) -> str:
+        """``"bm25"``, ``"untrained"``, ``"baseline"`` (trained, unpruned) or ``"pruned"``."""
+        if self.id == BM25_ID:
+            return "bm25"
+        if self.dataset == "untrained":
+            return "untrained"
+        return "baseline" if self.strategy == "none" else "pruned"
+
+    @property
+    def method(self) -> str:
+        """The system without its seed: seeds of one method are averaged together."""
+        return self.id if self.kind == "bm25" else self.id.rsplit("/seed", 1)[0]
+
+    def run_mode(self, mode: str) -> str:
+        """BM25 has one run whatever the dense retrieval mode is."""
+        return "bm25" if self.kind == "bm25" else mode
+
+    def metrics_path(self, corpus: str, split: str, mode: str, root: Path = Path(".")) -> Path:
+        return root / SYSTEM_METRICS.format(system=self.id, corpus=corpus, split=split, mode=self.run_mode(mode))
+
+    def per_query_path(self, corpus: str, split: str, mode: str, root: Path = Path(".")) -> Path:
+        return root / SYSTEM_PER_QUERY.format(system=self.id, corpus=corpus, split=split, mode=self.run_mode(mode))
+
+    def index_dir(self, corpus: str, root: Path = Path(".")) -> Path | None:
+        """The system's index folder, or ``None`` for BM25 (whose index this pipeline does not measure)."""
+        if self.kind == "bm25":
+            return None
+        return root / SYSTEM_INDEX_DIR.format(system=self.id, corpus=corpus)
+
+    def model_dir(self, root: Path = Path(".")) -> Path | None:
+        return None if self.kind == "bm25" else root / SYSTEM_MODEL_DIR.format(system=self.id)

@@ -1,0 +1,17 @@
+"""The study's results for people: comparison tables, figures and the paper's published values.
+
+Modules
+-------
+summary
+    Seeds averaged per method, differences from the baseline, paired t-tests with Holm's correction.
+tables
+    The comparison as CSV, Markdown, HTML and LaTeX (booktabs).
+plots
+    Index size vs effectiveness, training loss, kept-token diagnostics (matplotlib).
+diagnostics
+    Which tokens each pruned index kept, and at which passage positions.
+paper
+    Lassance et al. (2022)'s published numbers, labelled as theirs.
+stages
+    The reporting stages the ``tokenprune`` sub-commands and Snakemake rules run.
+"""

@@ -1,0 +1,184 @@
+"""The reporting stages as functions: each reads pipeline outputs and writes its tables or figures.
+
+The ``tokenprune`` sub-commands ``summarize``, ``plot-tradeoff``,
+``plot-training`` and ``token-diagnostics`` call these, and so do the
+Snakemake rules of ``workflow/rules/report.smk``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tokenprune.errors import TokenpruneError
+from tokenprune.io import atomic_file
+from tokenprune.layout import System, measure_slug
+from tokenprune.reporting import diagnostics, plots
+from tokenprune.reporting.paper import paper_values
+from tokenprune.reporting.summary import Comparison, compare_methods, load_system_results
+from tokenprune.reporting.tables import write_tables
+
+log = logging.getLogger(__name__)
+
+TRADEOFF_STEM = "index_size_vs_{slug}"
+LOSS_STEM = "training_loss"
+POSITIONS_STEM = "kept_positions"
+TOP_TOKENS_STEM = "kept_tokens"
+
+
+def parse_systems(system_ids: Sequence[str]) -> list[System]:
+    """Parse system ids, refusing an empty list with a clear message."""
+    if not system_ids:
+        raise TokenpruneError("no systems given; pass at least one id such as 'scifact/none/kall/seed42' or 'bm25'")
+    try:
+        return [System.parse(system_id) for system_id in system_ids]
+    except ValueError as error:
+        raise TokenpruneError(str(error)) from None
+
+
+def summarize(
+    system_ids: Sequence[str],
+    *,
+    corpus: str,
+    split: str,
+    mode: str,
+    measures: Sequence[str],
+    output_dir: str | Path,
+    alpha: float = 0.05,
+    paper_collection: str | None = None,
+    root: str | Path = ".",
+) -> Comparison:
+    """Compare every system on one evaluation set and write ``comparison.{csv,md,html,tex}``."""
+    if not 0 < alpha < 1:
+        raise TokenpruneError(f"alpha {alpha!r} is not a significance level; choose a value between 0 and 1, e.g. 0.05")
+    results = load_system_results(parse_systems(system_ids), corpus, split, mode, Path(root))
+    comparison = compare_methods(
+        results,
+        list(measures),
+        alpha=alpha,
+        paper=paper_values(paper_collection),
+        corpus=corpus,
+        split=split,
+        mode=mode,
+    )
+    for fmt, path in write_tables(comparison, output_dir).items():
+        log.info("wrote %s table %s", fmt, path)
+    return comparison
+
+
+def read_comparison_csv(path: str | Path) -> pd.DataFrame:
+    """A ``comparison.csv`` written by :func:`summarize`."""
+    path = Path(path)
+    if not path.is_file():
+        raise TokenpruneError(f"comparison table {str(path)!r} does not exist; run 'tokenprune summarize' first")
+    table = pd.read_csv(path)
+    table["k"] = table["k"].astype("Int64")
+    return table
+
+
+def plot_tradeoffs(
+    table_path: str | Path, measures: Sequence[str], output_dir: str | Path, *, title: str = ""
+) -> list[Path]:
+    """One index-size vs measure figure (PNG + SVG) per measure, from a comparison table."""
+    table = read_comparison_csv(table_path)
+    missing = [name for name in measures if name not in table.columns]
+    if missing:
+        raise TokenpruneError(f"{str(table_path)!r} has no column for {missing}; it has measures {_measures_of(table)}")
+    written = []
+    for name in measures:
+        figure = plots.tradeoff_figure(table, name, title=f"{title}: index size vs {name}" if title else "")
+        written += plots.save_figure(figure, Path(output_dir) / TRADEOFF_STEM.format(slug=measure_slug(name)))
+    return written
+
+
+def _measures_of(table: pd.DataFrame) -> list[str]:
+    return [column[: -len(" delta")] for column in table.columns if column.endswith(" delta")]
+
+
+def _model_label(system: System, several_seeds: bool) -> str:
+    label = "no pruning" if system.k is None else f"{system.strategy} k={system.k}"
+    return f"{label} (seed {system.seed})" if several_seeds else label
+
+
+def read_loss_log(model_dir: Path) -> pd.DataFrame:
+    """The ``training_log.csv`` of a trained model (columns ``step``, ``loss``, ...)."""
+    path = model_dir / "training_log.csv"
+    if not path.is_file():
+        raise TokenpruneError(f"model {str(model_dir)!r} has no training_log.csv; is it a trained model folder?")
+    log_frame = pd.read_csv(path)
+    if not {"step", "loss"} <= set(log_frame.columns):
+        raise TokenpruneError(f"{str(path)!r} lacks the columns step and loss (has {list(log_frame.columns)})")
+    return log_frame
+
+
+def plot_training(
+    system_ids: Sequence[str], output_stem: str | Path, *, root: str | Path = ".", title: str = ""
+) -> list[Path]:
+    """Loss curves of trained models (PNG + SVG)."""
+    systems = [system for system in parse_systems(system_ids) if system.kind in ("baseline", "pruned")]
+    if not systems:
+        raise TokenpruneError(f"none of {list(system_ids)} is a trained model")
+    several_seeds = len({system.seed for system in systems}) > 1
+    curves, strategies, ks = {}, {}, {}
+    for system in systems:
+        label = _model_label(system, several_seeds)
+        curves[label] = read_loss_log(system.model_dir(Path(root)))
+        strategies[label] = system.strategy
+        ks[label] = "all" if system.k is None else str(system.k)
+    return plots.save_figure(plots.loss_figure(curves, strategies, ks, title=title), output_stem)
+
+
+def token_diagnostics(
+    system_ids: Sequence[str],
+    *,
+    corpus: str,
+    output_dir: str | Path,
+    root: str | Path = ".",
+    top: int = 20,
+    title: str = "",
+) -> list[Path]:
+    """Position histograms and most often kept tokens of each trained model's index on ``corpus``.
+
+    Writes ``kept_positions.{png,svg,csv}`` and ``kept_tokens.{png,svg,csv}``.
+    """
+    from tokenprune.backbone import load_tokenizer
+
+    if top < 1:
+        raise TokenpruneError(f"top {top!r} must be a positive number of tokens")
+    systems = [system for system in parse_systems(system_ids) if system.kind in ("baseline", "pruned")]
+    if not systems:
+        raise TokenpruneError(f"none of {list(system_ids)} is a trained model with an index")
+    several_seeds = len({system.seed for system in systems}) > 1
+    kept, labels = {}, {}
+    for system in systems:
+        label = _model_label(system, several_seeds)
+        kept[label] = diagnostics.count_kept_tokens(system.index_dir(corpus, Path(root)))
+        labels[label] = (system.strategy, system.k)
+    # Every trained model shares the backbone's vocabulary; the first model folder holds it.
+    tokenizer = load_tokenizer(str(systems[0].model_dir(Path(root))))
+    output_dir = Path(output_dir)
+    positions = diagnostics.positions_table(kept, labels)
+    tokens = diagnostics.top_tokens_table(
+        {m: c for m, c in kept.items() if labels[m][1] is not None}, labels, tokenizer, top
+    )
+    for frame, stem in ((positions, POSITIONS_STEM), (tokens, TOP_TOKENS_STEM)):
+        with atomic_file(output_dir / f"{stem}.csv") as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+    written = [output_dir / f"{POSITIONS_STEM}.csv", output_dir / f"{TOP_TOKENS_STEM}.csv"]
+    histograms = {label: counts.position_counts for label, counts in kept.items()}
+    strategies = {label: strategy for label, (strategy, _) in labels.items()}
+    ks = {label: k for label, (_, k) in labels.items()}
+    prefix = f"{title}: " if title else ""
+    written += plots.save_figure(
+        plots.positions_figure(histograms, strategies, ks, title=f"{prefix}where the kept tokens sit"),
+        output_dir / POSITIONS_STEM,
+    )
+    if not tokens.empty:
+        figure = plots.top_tokens_figure(tokens, title=f"{prefix}tokens kept most often")
+    else:
+        figure = plots.top_tokens_figure(tokens, title=f"{prefix}no pruned model: nothing to show")
+    written += plots.save_figure(figure, output_dir / TOP_TOKENS_STEM)
+    return written

@@ -1,0 +1,305 @@
+"""The method comparison: one row per method, seeds averaged, differences from the baseline tested.
+
+Every searched system (a trained model, the untrained backbone, BM25) has an
+aggregate metrics JSON and a per-query TSV from the ``evaluate`` stage, and
+each dense system an ``index_stats.json``. :func:`compare_methods` turns them
+into the table of the paper's Table 2: % of tokens kept, index size, each
+measure, its difference from the unpruned trained baseline, and whether that
+difference is significant (paired two-sided t-test on per-query values,
+Holm-corrected across the compared methods, per measure).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tokenprune.errors import TokenpruneError
+from tokenprune.index import STATS_FILE
+from tokenprune.layout import System
+
+METHOD_LABELS = {"bm25": "BM25", "untrained": "untrained backbone", "baseline": "ColBERT (no pruning)"}
+KIND_ORDER = {"bm25": 0, "untrained": 1, "baseline": 2, "pruned": 3}
+
+
+@dataclass
+class SystemResult:
+    """What one system (one seed) scored on one evaluation set.
+
+    Attributes
+    ----------
+    system
+        The searched system.
+    measures
+        Measure name to aggregate value.
+    per_query
+        Per-query values: rows are query ids, columns measure names.
+    index_stats
+        The index's ``index_stats.json``, or ``None`` for BM25.
+    """
+
+    system: System
+    measures: dict[str, float]
+    per_query: pd.DataFrame
+    index_stats: dict[str, Any] | None = None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise TokenpruneError(f"{what} {str(path)!r} does not exist; run the pipeline up to it first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise TokenpruneError(f"{what} {str(path)!r} is not valid JSON ({error})") from None
+
+
+def read_per_query(path: Path) -> pd.DataFrame:
+    """A per-query TSV (``query_id``, ``measure``, ``value``) as a query x measure frame."""
+    if not path.is_file():
+        raise TokenpruneError(f"per-query values {str(path)!r} do not exist; run 'tokenprune evaluate' first")
+    long = pd.read_csv(path, sep="\t", dtype={"query_id": str, "measure": str, "value": float})
+    if list(long.columns) != ["query_id", "measure", "value"]:
+        raise TokenpruneError(f"{str(path)!r} has columns {list(long.columns)}; expected query_id, measure, value")
+    return long.pivot(index="query_id", columns="measure", values="value")
+
+
+def load_system_results(
+    systems: Sequence[System], corpus: str, split: str, mode: str, root: Path = Path(".")
+) -> list[SystemResult]:
+    """Read the evaluation outputs (and index statistics) of ``systems`` on one evaluation set."""
+    results = []
+    for system in systems:
+        metrics = _read_json(system.metrics_path(corpus, split, mode, root), "metrics")
+        index_dir = system.index_dir(corpus, root)
+        index_stats = _read_json(index_dir / STATS_FILE, "index statistics") if index_dir is not None else None
+        results.append(
+            SystemResult(
+                system=system,
+                measures={name: float(value) for name, value in metrics["measures"].items()},
+                per_query=read_per_query(system.per_query_path(corpus, split, mode, root)),
+                index_stats=index_stats,
+            )
+        )
+    return results
+
+
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
+
+    The i-th smallest p-value is multiplied by (m - i), made monotone by a
+    running maximum and capped at 1. ``nan`` entries are left out of the family
+    and stay ``nan``.
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, position in enumerate(order):
+        running = max(running, (m - rank) * p[position])
+        adjusted[position] = min(1.0, running)
+    return adjusted
+
+
+def paired_t_test(values: pd.Series, reference: pd.Series) -> float:
+    """Two-sided paired t-test p-value over the union of queries (a query missing from one side scores 0).
+
+    Identical per-query values give p = 1 (no evidence of a difference) and a
+    constant non-zero difference p = 0, where scipy would divide by a zero
+    variance.
+    """
+    queries = values.index.union(reference.index)
+    a = values.reindex(queries, fill_value=0.0).to_numpy(dtype=float)
+    b = reference.reindex(queries, fill_value=0.0).to_numpy(dtype=float)
+    differences = a - b
+    if np.allclose(differences, 0.0):
+        return 1.0
+    if np.ptp(differences) <= 1e-9 * max(1.0, float(np.abs(differences).max())):
+        # The same non-zero difference on every query: no variance, a certain difference.
+        return 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+@dataclass
+class Comparison:
+    """The comparison of every method on one evaluation set.
+
+    Attributes
+    ----------
+    table
+        One row per method. Columns: ``method``, ``kind``, ``strategy``, ``k``,
+        ``seeds``, ``percent_tokens_kept``, ``index_mib``, and per measure ``m``:
+        ``m`` (mean over seeds), ``m std`` (sample std over seeds, ``nan`` for
+        one seed), ``m delta`` (minus the baseline), ``m p_holm``,
+        ``m significant`` and ``m paper`` (the published value, ``nan`` if none).
+    measures
+        Measure names, in table order.
+    queries
+        Queries evaluated (the baseline's, or the largest count).
+    alpha
+        Significance level of the Holm-corrected tests.
+    compared
+        Methods tested against the baseline (the Holm family size).
+    corpus, split, mode
+        The evaluation set and retrieval mode.
+    paper_source
+        The paper tables the ``paper`` columns come from, or ``None``.
+    """
+
+    table: pd.DataFrame
+    measures: list[str]
+    queries: int
+    alpha: float
+    compared: int
+    corpus: str = ""
+    split: str = ""
+    mode: str = ""
+    paper_source: str | None = None
+    seed_counts: list[int] = field(default_factory=list)
+
+    @property
+    def baseline_label(self) -> str | None:
+        rows = self.table[self.table["kind"] == "baseline"]
+        return None if rows.empty else str(rows["method"].iloc[0])
+
+
+def _method_sort_key(system: System, strategy_order: dict[str, int]) -> tuple:
+    # References first, then pruned methods grouped by budget (largest k first) as in the paper.
+    return (KIND_ORDER[system.kind], -(system.k or 0), strategy_order.get(system.strategy, len(strategy_order)))
+
+
+def compare_methods(
+    results: Sequence[SystemResult],
+    measures: Sequence[str],
+    *,
+    alpha: float = 0.05,
+    paper: pd.DataFrame | None = None,
+    corpus: str = "",
+    split: str = "",
+    mode: str = "",
+) -> Comparison:
+    """Average seeds per method, take differences from the baseline and test them.
+
+    Parameters
+    ----------
+    results
+        Every system's results on one evaluation set (several seeds of a method allowed).
+    measures
+        Measure names to report; each must be in every system's results.
+    alpha
+        Significance level after Holm's correction.
+    paper
+        Published values for this evaluation set (:func:`tokenprune.reporting.paper.paper_values`).
+
+    Raises
+    ------
+    TokenpruneError
+        When a measure is missing from a system's results, or several
+        methods claim to be the unpruned baseline.
+    """
+    if not results:
+        raise TokenpruneError("no systems to compare")
+    for result in results:
+        missing = [name for name in measures if name not in result.measures or name not in result.per_query.columns]
+        if missing:
+            raise TokenpruneError(
+                f"system {result.system.id!r} was not evaluated with {missing}; "
+                f"it has {sorted(result.measures)} (re-run 'evaluate' with the configured metrics)"
+            )
+    by_method: dict[str, list[SystemResult]] = {}
+    for result in results:
+        by_method.setdefault(result.system.method, []).append(result)
+    baselines = [method for method, group in by_method.items() if group[0].system.kind == "baseline"]
+    if len(baselines) > 1:
+        raise TokenpruneError(
+            f"several unpruned trained baselines {baselines}; compare one training collection at a time"
+        )
+    baseline = baselines[0] if baselines else None
+
+    # Per-query values averaged over seeds: the unit of the paired test is the query.
+    per_query = {
+        method: pd.concat([r.per_query[list(measures)] for r in group]).groupby(level=0).mean()
+        for method, group in by_method.items()
+    }
+    strategy_order: dict[str, int] = {}
+    for result in results:
+        strategy_order.setdefault(result.system.strategy, len(strategy_order))
+    methods = sorted(by_method, key=lambda method: _method_sort_key(by_method[method][0].system, strategy_order))
+
+    rows = []
+    for method in methods:
+        group = by_method[method]
+        system = group[0].system
+        sizes = [r.index_stats for r in group if r.index_stats is not None]
+        row: dict[str, Any] = {
+            "method": METHOD_LABELS.get(system.kind, system.strategy),
+            "kind": system.kind,
+            "strategy": system.strategy,
+            "k": system.k,
+            "seeds": len(group),
+            "percent_tokens_kept": float(np.mean([s["percent_tokens_kept"] for s in sizes])) if sizes else np.nan,
+            "index_mib": float(np.mean([s["index_bytes"] for s in sizes]) / 2**20) if sizes else np.nan,
+        }
+        for name in measures:
+            values = np.array([r.measures[name] for r in group])
+            row[name] = float(values.mean())
+            row[f"{name} std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+            row[f"{name} paper"] = _paper_value(paper, system, name)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["k"] = table["k"].astype("Int64")
+
+    compared_methods = [method for method in methods if method != baseline]
+    for name in measures:
+        table[f"{name} delta"] = np.nan
+        table[f"{name} p_holm"] = np.nan
+        table[f"{name} significant"] = False
+        if baseline is None:
+            continue
+        reference = per_query[baseline][name]
+        raw = [paired_t_test(per_query[method][name], reference) for method in compared_methods]
+        adjusted = dict(zip(compared_methods, holm_adjust(raw), strict=True))
+        baseline_value = table.loc[methods.index(baseline), name]
+        for position, method in enumerate(methods):
+            table.loc[position, f"{name} delta"] = table.loc[position, name] - baseline_value
+            if method in adjusted:
+                table.loc[position, f"{name} p_holm"] = adjusted[method]
+                table.loc[position, f"{name} significant"] = bool(adjusted[method] < alpha)
+    ordered = ["method", "kind", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
+    for name in measures:
+        ordered += [name, f"{name} std", f"{name} delta", f"{name} p_holm", f"{name} significant", f"{name} paper"]
+    queries = len(per_query[baseline]) if baseline else max(len(frame) for frame in per_query.values())
+    sources = None
+    if paper is not None and not paper.empty:
+        sources = ", ".join(sorted(set(paper["source"])))
+    return Comparison(
+        table=table[ordered],
+        measures=list(measures),
+        queries=queries,
+        alpha=alpha,
+        compared=len(compared_methods) if baseline else 0,
+        corpus=corpus,
+        split=split,
+        mode=mode,
+        paper_source=sources if sources and table[[f"{m} paper" for m in measures]].notna().any().any() else None,
+        seed_counts=sorted(
+            {len(group) for group in by_method.values() if group[0].system.kind in ("baseline", "pruned")}
+        ),
+    )
+
+
+def _paper_value(paper: pd.DataFrame | None, system: System, measure: str) -> float:
+    """The published value for a trained method, or ``nan`` (references have no published counterpart)."""
+    if paper is None or system.kind not in ("baseline", "pruned"):
+        return np.nan
+    k = "all" if system.k is None else str(system.k)
+    match = paper[(paper["strategy"] == system.strategy) & (paper["k"] == k) & (paper["measure"] == measure)]
+    return float(match["value"].iloc[0]) if len(match) else np.nan

@@ -1,0 +1,209 @@
+"""The comparison table rendered for people: CSV (every number), Markdown, HTML and LaTeX (booktabs).
+
+Each rendering shows, per method, k, % of tokens kept, index size and per
+measure the value (mean ± std when several seeds), its difference Δ from the
+unpruned trained baseline, a mark when that difference is significant, and the
+paper's published value where one exists. A footnote states the test, the
+correction, the number of queries and where the paper's values come from.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tokenprune.io import atomic_file
+from tokenprune.reporting.paper import PAPER_LABEL
+from tokenprune.reporting.summary import Comparison
+
+TABLE_FORMATS = ("csv", "md", "html", "tex")
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """How one output format writes the pieces that differ between formats."""
+
+    significant: str
+    plus_minus: str
+    delta: str
+    percent: str
+
+
+_MARKS = {
+    "md": _Marks(significant="†", plus_minus=" ± ", delta="Δ", percent="%"),
+    "html": _Marks(significant="<sup>†</sup>", plus_minus=" ± ", delta="Δ", percent="%"),
+    "tex": _Marks(significant=r"$^\dagger$", plus_minus=r" $\pm$ ", delta=r"$\Delta$", percent=r"\%"),
+}
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.3f}"
+
+
+def _escape(text: str, fmt: str) -> str:
+    if fmt == "html":
+        return html.escape(text)
+    if fmt == "tex":
+        for char, replacement in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+            text = text.replace(char, replacement)
+    return text
+
+
+def display_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
+    """The comparison as strings, ready to print in ``fmt`` (``"md"``, ``"html"`` or ``"tex"``)."""
+    marks = _MARKS[fmt]
+    table = comparison.table
+    columns: dict[str, list[str]] = {
+        "method": [_escape(str(method), fmt) for method in table["method"]],
+        "k": ["–" if pd.isna(k) else str(int(k)) for k in table["k"]],
+        f"{marks.percent} tokens": [_number(value, 1) for value in table["percent_tokens_kept"]],
+        "index MiB": [_number(value, 1) for value in table["index_mib"]],
+    }
+    for name in comparison.measures:
+        values = []
+        for _, row in table.iterrows():
+            text = _number(row[name])
+            if not math.isnan(row[f"{name} std"]):
+                text += marks.plus_minus + _number(row[f"{name} std"])
+            if row[f"{name} significant"]:
+                text += marks.significant
+            values.append(text)
+        label = _escape(name, fmt)
+        columns[label] = values
+        columns[f"{marks.delta} {label}"] = [_signed(value) for value in table[f"{name} delta"]]
+        if table[f"{name} paper"].notna().any():
+            columns[f"{label} (paper)"] = [_number(value) for value in table[f"{name} paper"]]
+    return pd.DataFrame(columns)
+
+
+def footnote(comparison: Comparison, fmt: str = "md") -> str:
+    """What the marks and columns mean, with the test, its correction and the sample size."""
+    marks = _MARKS[fmt]
+
+    def text(plain: str) -> str:
+        return _escape(plain, fmt)
+
+    alpha = r"$\alpha$" if fmt == "tex" else "α"
+    parts = []
+    baseline = comparison.baseline_label
+    if baseline is not None:
+        parts.append(
+            marks.significant
+            + text(
+                f" significantly different from the unpruned trained baseline ({baseline}): paired two-sided "
+                f"t-test over {comparison.queries} queries, Holm-corrected across the {comparison.compared} "
+                "compared methods, "
+            )
+            + f"{alpha} = {comparison.alpha:g}. {marks.delta}"
+            + text(": difference from that baseline.")
+        )
+    else:
+        parts.append(text("No unpruned trained baseline in this comparison, so no differences are tested."))
+    if any(count > 1 for count in comparison.seed_counts):
+        parts.append(
+            text(
+                "Values are means ± sample standard deviations over seeds; the test pairs per-query means over seeds."
+            ).replace("±", marks.plus_minus.strip())
+        )
+    parts.append(
+        text(
+            "% tokens: vectors kept as a share of the unpruned token count of the same passages; "
+            "index MiB: vectors, offsets and ids (BM25's inverted index is not measured)."
+        )
+    )
+    if comparison.paper_source:
+        parts.append(
+            text(f"(paper): the published value of {PAPER_LABEL}, {comparison.paper_source}; not computed here.")
+        )
+    return " ".join(parts)
+
+
+def title(comparison: Comparison) -> str:
+    return f"{comparison.corpus} {comparison.split}, {comparison.mode} retrieval"
+
+
+def to_markdown(comparison: Comparison) -> str:
+    table = display_table(comparison, "md")
+    return f"**{title(comparison)}**\n\n{table.to_markdown(index=False, disable_numparse=True)}\n\n{footnote(comparison, 'md')}\n"
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+caption { font-weight: 600; text-align: left; padding-bottom: .5em; }
+th, td { padding: .3em .8em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
+tbody tr:last-child td { border-bottom: 2px solid #222; }
+tbody tr:nth-child(even) { background: #f5f5f5; }
+p.footnote { max-width: 60em; font-size: .9em; color: #444; }
+"""
+
+
+def to_html(comparison: Comparison) -> str:
+    """A standalone HTML page (the report shows it as is)."""
+    body = display_table(comparison, "html").to_html(index=False, escape=False, border=0, classes="comparison")
+    body = body.replace(
+        '<table class="dataframe comparison">',
+        f'<table class="comparison">\n<caption>{html.escape(title(comparison))}</caption>',
+        1,
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title(comparison))}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        f'{body}\n<p class="footnote">{footnote(comparison, "html")}</p>\n</body>\n</html>\n'
+    )
+
+
+def to_latex(comparison: Comparison) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    table = display_table(comparison, "tex")
+    alignment = "l" + "r" * (len(table.columns) - 1)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_escape(title(comparison), 'tex')}. {footnote(comparison, 'tex')}}}",
+        rf"\begin{{tabular}}{{{alignment}}}",
+        r"\toprule",
+        " & ".join(table.columns) + r" \\",
+        r"\midrule",
+    ]
+    previous_kind = None
+    for kind, (_, row) in zip(comparison.table["kind"], table.iterrows(), strict=True):
+        if previous_kind is not None and kind != previous_kind and "pruned" in (kind, previous_kind):
+            lines.append(r"\midrule")
+        lines.append(" & ".join(row.astype(str)) + r" \\")
+        previous_kind = kind
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(comparison: Comparison, output_dir: str | Path, stem: str = "comparison") -> dict[str, Path]:
+    """Write ``<stem>.csv`` (every number), ``.md``, ``.html`` and ``.tex``, each atomically.
+
+    Returns
+    -------
+    dict
+        Format to written path.
+    """
+    output_dir = Path(output_dir)
+    texts = {"md": to_markdown(comparison), "html": to_html(comparison), "tex": to_latex(comparison)}
+    written = {}
+    path = output_dir / f"{stem}.csv"
+    with atomic_file(path) as tmp:
+        comparison.table.to_csv(tmp, index=False, float_format="%.6g")
+    written["csv"] = path
+    for fmt, text in texts.items():
+        path = output_dir / f"{stem}.{fmt}"
+        with atomic_file(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        written[fmt] = path
+    return written
