@@ -87,7 +87,10 @@ def compared_systems():
 
 def evaluation_sets():
     """(corpus, split) of every configured evaluation set."""
-    return [(evaluation["dataset"], evaluation["split"]) for evaluation in config["evaluate"]]
+    return [
+        (evaluation["dataset"], evaluation["split"])
+        for evaluation in config["evaluate"]
+    ]
 
 
 def evaluation_targets():

@@ -16,8 +16,12 @@ def summary_inputs(wildcards):
     """Metrics, per-query values and index statistics of every compared system on one evaluation set."""
     inputs = []
     for system in map(System.parse, compared_systems()):
-        inputs.append(system.metrics_path(wildcards.corpus, wildcards.split, wildcards.mode))
-        inputs.append(system.per_query_path(wildcards.corpus, wildcards.split, wildcards.mode))
+        inputs.append(
+            system.metrics_path(wildcards.corpus, wildcards.split, wildcards.mode)
+        )
+        inputs.append(
+            system.per_query_path(wildcards.corpus, wildcards.split, wildcards.mode)
+        )
         if system.index_dir(wildcards.corpus) is not None:
             inputs.append(system.index_dir(wildcards.corpus))
     return [str(path) for path in inputs]
@@ -33,11 +37,21 @@ def report_targets():
     for corpus, split in evaluation_sets():
         for mode in config["retrieval"]["modes"]:
             where = dict(corpus=corpus, split=split, mode=mode)
-            targets += [COMPARISON.format(**where) + f".{fmt}" for fmt in ("csv", "md", "html", "tex")]
-            targets += [tradeoff_plot(m).format(**where) + ".png" for m in config["metrics"]]
+            targets += [
+                COMPARISON.format(**where) + f".{fmt}"
+                for fmt in ("csv", "md", "html", "tex")
+            ]
+            targets += [
+                tradeoff_plot(m).format(**where) + ".png" for m in config["metrics"]
+            ]
     for corpus in dict.fromkeys(corpus for corpus, _ in evaluation_sets()):
-        targets += [DIAGNOSTICS_DIR.format(corpus=corpus) + f"/{stem}.png" for stem in ("kept_positions", "kept_tokens")]
-    targets.append(TRAINING_SUMMARY_DIR.format(dataset=TRAIN["dataset"]) + "/training_loss.png")
+        targets += [
+            DIAGNOSTICS_DIR.format(corpus=corpus) + f"/{stem}.png"
+            for stem in ("kept_positions", "kept_tokens")
+        ]
+    targets.append(
+        TRAINING_SUMMARY_DIR.format(dataset=TRAIN["dataset"]) + "/training_loss.png"
+    )
     return targets
 
 
@@ -51,17 +65,35 @@ rule summarize:
             caption="../report/comparison.rst",
             category="1. Method comparison",
             subcategory="{corpus} {split}",
-            labels={"evaluation set": "{corpus} {split}", "retrieval": "{mode}", "figure": "comparison table"},
+            labels={
+                "evaluation set": "{corpus} {split}",
+                "retrieval": "{mode}",
+                "figure": "comparison table",
+            },
         ),
         csv=report(
             COMPARISON + ".csv",
             caption="../report/comparison_csv.rst",
             category="1. Method comparison",
             subcategory="{corpus} {split}",
-            labels={"evaluation set": "{corpus} {split}", "retrieval": "{mode}", "figure": "table (CSV, every number)"},
+            labels={
+                "evaluation set": "{corpus} {split}",
+                "retrieval": "{mode}",
+                "figure": "table (CSV, every number)",
+            },
         ),
         markdown=COMPARISON + ".md",
         latex=COMPARISON + ".tex",
+    log:
+        "logs/summarize/{corpus}/{split}.{mode}.log",
+    benchmark:
+        "benchmarks/summarize/{corpus}/{split}.{mode}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         systems=" ".join(compared_systems()),
         measures=" ".join(shlex.quote(name) for name in config["metrics"]),
@@ -72,16 +104,6 @@ rule summarize:
         ),
         alpha=REPORT["alpha"],
         output_dir=SUMMARY_DIR,
-    log:
-        "logs/summarize/{corpus}/{split}.{mode}.log",
-    benchmark:
-        "benchmarks/summarize/{corpus}/{split}.{mode}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../../envs/report.yaml"
     shell:
         "tokenprune summarize --systems {params.systems} --corpus {wildcards.corpus} --split {wildcards.split}"
         " --mode {wildcards.mode} --measures {params.measures} --alpha {params.alpha} {params.paper}"
@@ -99,22 +121,26 @@ rule plot_tradeoff:
                 caption="../report/tradeoff.rst",
                 category="2. Index size vs effectiveness",
                 subcategory="{corpus} {split}",
-                labels={"evaluation set": "{corpus} {split}", "retrieval": "{mode}", "measure": measure},
+                labels={
+                    "evaluation set": "{corpus} {split}",
+                    "retrieval": "{mode}",
+                    "measure": measure,
+                },
             )
             for measure in config["metrics"]
         ],
         svg=[tradeoff_plot(measure) + ".svg" for measure in config["metrics"]],
-    params:
-        measures=" ".join(shlex.quote(name) for name in config["metrics"]),
-        output_dir=SUMMARY_DIR,
     log:
         "logs/plot_tradeoff/{corpus}/{split}.{mode}.log",
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        measures=" ".join(shlex.quote(name) for name in config["metrics"]),
+        output_dir=SUMMARY_DIR,
     shell:
         "tokenprune plot-tradeoff --table {input} --measures {params.measures}"
         " --title '{wildcards.corpus} {wildcards.split} ({wildcards.mode})' --output-dir {params.output_dir} > {log} 2>&1"
@@ -136,17 +162,21 @@ rule plot_training:
             labels={"training set": "{dataset}", "figure": "loss curves"},
         ),
         svg=TRAINING_SUMMARY_DIR + "/training_loss.svg",
-    params:
-        systems=lambda wildcards: " ".join(s for s in trained_systems() if System.parse(s).dataset == wildcards.dataset),
-        stem=TRAINING_SUMMARY_DIR + "/training_loss",
     log:
         "logs/plot_training/{dataset}.log",
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        systems=lambda wildcards: " ".join(
+            s
+            for s in trained_systems()
+            if System.parse(s).dataset == wildcards.dataset
+        ),
+        stem=TRAINING_SUMMARY_DIR + "/training_loss",
     shell:
         "tokenprune plot-training --systems {params.systems} --title 'Training on {wildcards.dataset}'"
         " --output {params.stem} > {log} 2>&1"
@@ -155,14 +185,23 @@ rule plot_training:
 def diagnostic_systems():
     """Trained models of the first seed: one index per strategy and k is enough to see what is kept."""
     first_seed = config["seeds"][0]
-    return [system for system in trained_systems() if System.parse(system).seed == first_seed]
+    return [
+        system
+        for system in trained_systems()
+        if System.parse(system).seed == first_seed
+    ]
 
 
 rule token_diagnostics:
     """Where the kept tokens sit in the passage, and which tokens each strategy keeps most, from the indexes."""
     input:
-        indexes=lambda wildcards: [str(System.parse(s).index_dir(wildcards.corpus)) for s in diagnostic_systems()],
-        models=lambda wildcards: [str(System.parse(s).model_dir()) for s in diagnostic_systems()],
+        indexes=lambda wildcards: [
+            str(System.parse(s).index_dir(wildcards.corpus))
+            for s in diagnostic_systems()
+        ],
+        models=lambda wildcards: [
+            str(System.parse(s).model_dir()) for s in diagnostic_systems()
+        ],
     output:
         positions=report(
             DIAGNOSTICS_DIR + "/kept_positions.png",
@@ -180,20 +219,20 @@ rule token_diagnostics:
         tokens_svg=DIAGNOSTICS_DIR + "/kept_tokens.svg",
         positions_csv=DIAGNOSTICS_DIR + "/kept_positions.csv",
         tokens_csv=DIAGNOSTICS_DIR + "/kept_tokens.csv",
-    params:
-        systems=" ".join(diagnostic_systems()),
-        top=REPORT["top_tokens"],
-        output_dir=DIAGNOSTICS_DIR,
     log:
         "logs/token_diagnostics/{corpus}.log",
     benchmark:
         "benchmarks/token_diagnostics/{corpus}.tsv"
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        systems=" ".join(diagnostic_systems()),
+        top=REPORT["top_tokens"],
+        output_dir=DIAGNOSTICS_DIR,
     shell:
         "tokenprune token-diagnostics --systems {params.systems} --corpus {wildcards.corpus} --top {params.top}"
         " --title {wildcards.corpus} --output-dir {params.output_dir} > {log} 2>&1"
