@@ -369,3 +369,18 @@ def test_saved_figures_are_byte_identical_across_runs(tmp_path: Path) -> None:
         )
         digests.append([path.read_bytes() for path in paths])
     assert digests[0] == digests[1]
+
+
+def test_report_commands_fail_with_one_line_naming_the_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tokenprune.cli import main
+
+    status = main(
+        ["summarize", "--systems", "scifact/first/kten/seed1", "--corpus", "sci", "--split", "test", "--mode", "exact",
+         "--measures", "nDCG@10", "--output-dir", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert status == 2
+    assert "'scifact/first/kten/seed1' is not a system id" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    status = main(["plot-tradeoff", "--table", str(tmp_path / "missing.csv"), "--measures", "nDCG@10", "--output-dir", str(tmp_path)])
+    assert status == 2
+    assert "missing.csv' does not exist; run 'tokenprune summarize' first" in capsys.readouterr().err
