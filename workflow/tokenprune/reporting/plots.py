@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from tokenprune.io import atomic_file  # noqa: E402
 
@@ -131,6 +131,8 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
         if x_column == "index_mib" and table[x_column].notna().any():
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            # Unlabelled minor ticks: labelled ones overlap on a log axis spanning a decade or two.
+            axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(x_label)
     axes[0].set_ylabel(measure)
     handles, labels = axes[0].get_legend_handles_labels()
