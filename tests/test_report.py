@@ -188,37 +188,18 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
     assert bool(table.loc["first", "nDCG@10 significant"])
+    def summarize_on_sci(systems: list[str], **overrides: float) -> None:
+        summarize(
+            systems, corpus="sci", split="test", mode="exact", measures=["nDCG@10"], output_dir=out, root=tmp_path,
+            **overrides,
+        )  # fmt: skip
+
     with pytest.raises(TokenpruneError, match="alpha 1.5"):
-        summarize(
-            ["bm25"],
-            corpus="sci",
-            split="test",
-            mode="exact",
-            measures=["nDCG@10"],
-            output_dir=out,
-            alpha=1.5,
-            root=tmp_path,
-        )
+        summarize_on_sci(["bm25"], alpha=1.5)
     with pytest.raises(TokenpruneError, match="'sci/none/k10/seedx' is not a system id"):
-        summarize(
-            ["sci/none/k10/seedx"],
-            corpus="sci",
-            split="test",
-            mode="exact",
-            measures=["nDCG@10"],
-            output_dir=out,
-            root=tmp_path,
-        )
+        summarize_on_sci(["sci/none/k10/seedx"])
     with pytest.raises(TokenpruneError, match="does not exist; run the pipeline"):
-        summarize(
-            ["sci/idf/k10/seed1"],
-            corpus="sci",
-            split="test",
-            mode="exact",
-            measures=["nDCG@10"],
-            output_dir=out,
-            root=tmp_path,
-        )
+        summarize_on_sci(["sci/idf/k10/seed1"])
 
 
 def test_tradeoff_figure_has_one_line_per_strategy_and_one_point_per_k() -> None:

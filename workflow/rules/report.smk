@@ -146,13 +146,17 @@ rule plot_tradeoff:
         " --title '{wildcards.corpus} {wildcards.split} ({wildcards.mode})' --output-dir {params.output_dir} > {log} 2>&1"
 
 
+def trained_systems_of(dataset):
+    """Ids of the study's models trained on ``dataset``."""
+    return [s for s in trained_systems() if System.parse(s).dataset == dataset]
+
+
 rule plot_training:
     """Training loss of every trained model of one training collection."""
     input:
         models=lambda wildcards: [
             str(System.parse(system).model_dir())
-            for system in trained_systems()
-            if System.parse(system).dataset == wildcards.dataset
+            for system in trained_systems_of(wildcards.dataset)
         ],
     output:
         png=report(
@@ -171,11 +175,7 @@ rule plot_training:
         mem_mb=2000,
         runtime=30,
     params:
-        systems=lambda wildcards: " ".join(
-            s
-            for s in trained_systems()
-            if System.parse(s).dataset == wildcards.dataset
-        ),
+        systems=lambda wildcards: " ".join(trained_systems_of(wildcards.dataset)),
         stem=TRAINING_SUMMARY_DIR + "/training_loss",
     shell:
         "tokenprune plot-training --systems {params.systems} --title 'Training on {wildcards.dataset}'"

@@ -176,9 +176,6 @@ def token_diagnostics(
         plots.positions_figure(histograms, strategies, ks, title=f"{prefix}where the kept tokens sit"),
         output_dir / POSITIONS_STEM,
     )
-    if not tokens.empty:
-        figure = plots.top_tokens_figure(tokens, title=f"{prefix}tokens kept most often")
-    else:
-        figure = plots.top_tokens_figure(tokens, title=f"{prefix}no pruned model: nothing to show")
-    written += plots.save_figure(figure, output_dir / TOP_TOKENS_STEM)
+    heading = "no pruned model: nothing to show" if tokens.empty else "tokens kept most often"
+    written += plots.save_figure(plots.top_tokens_figure(tokens, title=prefix + heading), output_dir / TOP_TOKENS_STEM)
     return written
