@@ -155,7 +155,7 @@ def test_corrupted_index_is_detected(indexes, tmp_path) -> None:
     shutil.copytree(indexes["first10"].folder, copy)
     with open(copy / "vectors.f16", "r+b") as handle:
         handle.truncate(100)
-    with pytest.raises(Exception, match="is corrupted: vectors.f16 has 100 bytes"):
+    with pytest.raises(Exception, match=r"is corrupted: .*vectors.f16 has 100 bytes"):
         PrunedIndex(copy)
 
 

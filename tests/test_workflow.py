@@ -4,6 +4,7 @@ and a tiny study runs end to end into the HTML report."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -90,6 +91,8 @@ def tiny_study(folder: Path) -> Path:
         "strategies": ["none", "first", "attention"],
         "k": [4],
         "training": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "negatives_per_query": 2, "checkpoint_every": 2},
+        # Two shard jobs per index (8 documents each), merged: the sharded path runs end to end.
+        "indexing": {"shards": 2, "chunk_documents": 8},
         "metrics": ["nDCG@10", "RR@10"],
         "seeds": [1],
     }
@@ -127,3 +130,9 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     assert f"{table.loc[table['method'] == 'first', 'nDCG@10'].item():.3f}" in comparison
     assert files["index_size_vs_nDCG_10.png"] == (summary / "index_size_vs_nDCG_10.png").read_bytes()
     assert files["index_size_vs_nDCG_10.png"].startswith(b"\x89PNG")
+
+    indexes = tmp_path / "results" / "indexes"
+    merged = indexes / "tiny" / "first" / "k4" / "seed1" / "tiny"
+    manifest = json.loads((merged / "manifest.json").read_text())
+    assert [shard["documents"] for shard in manifest["shards"]] == [8, 8]
+    assert not list(indexes.rglob("*.shards")), "shard outputs are temporary and removed once merged"

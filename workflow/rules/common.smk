@@ -12,6 +12,7 @@ wildcard_constraints:
     strategy=r"none|first|idf|unused|attention",
     k=r"all|\d+",
     seed=r"\d+",
+    shard=r"\d+",
     mode=r"exact|ann|bm25",
     system=r"bm25|[A-Za-z0-9_-]+/(none|first|idf|unused|attention)/k(all|\d+)/seed\d+",
 
@@ -26,6 +27,7 @@ from tokenprune.layout import (
     DATA_DIR,
     IDF,
     INDEX_DIR,
+    INDEX_SHARD_DIR,
     MODEL_DIR,
     MODEL_ID,
     RUN,

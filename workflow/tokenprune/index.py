@@ -12,12 +12,27 @@ An index folder holds::
 The unpruned token count of a passage is what the baseline ``none`` keeps of
 the same truncated passage (real, non-punctuation tokens; inserted
 ``[unusedN]`` ids excluded), so every index reports its own percentage.
+
+Large corpora are encoded as shards (:func:`shard_ranges`, one job each) and
+joined by :func:`merge_index_shards` into a *sharded* index folder::
+
+    manifest.json        the shards in document order, with their document and vector counts
+    offsets.npy          global offsets over all shards, as above
+    doc_ids.txt          all document ids, in index order
+    index_stats.json     the statistics of the whole index
+    shards/00000/        vectors.f16, token_ids.i32, positions.i16 of the first shard, ...
+
+The shard files are hard links to the shard jobs' outputs (copies across file
+systems), so merging moves no vector data. :class:`PrunedIndex` reads both
+layouts; search streams one shard at a time and never holds the whole index.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
+import os
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,14 +47,65 @@ from tokenprune.io import atomic_directory, write_json
 from tokenprune.model import ColBERT
 
 STATS_FILE = "index_stats.json"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "tokenprune-sharded-index/1"
 INDEX_COMPONENTS = ("vectors.f16", "offsets.npy", "doc_ids.txt")
 DIAGNOSTIC_COMPONENTS = ("token_ids.i32", "positions.i16")
+# Per-vector files, split across shards in a sharded index.
+VECTOR_COMPONENTS = ("vectors.f16",) + DIAGNOSTIC_COMPONENTS
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, so padding is small."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def shard_ranges(documents: int, shards: int, chunk_documents: int) -> list[tuple[int, int]]:
+    """Contiguous document ranges ``[start, stop)``, one per shard, covering ``documents``.
+
+    Shards are cut on multiples of ``chunk_documents``, the unit in which
+    :func:`build_index` reads and length-sorts passages, so every passage is
+    batched with the same neighbours as in an unsharded run and a sharded index
+    holds byte-identical vectors. Shards differ by at most one chunk; with more
+    shards than chunks some are empty.
+
+    Raises
+    ------
+    TokenpruneError
+        If ``shards`` or ``chunk_documents`` is not positive.
+    """
+    if shards <= 0 or chunk_documents <= 0:
+        raise TokenpruneError(f"shards and chunk_documents must be positive, got {shards} and {chunk_documents}")
+    chunks = -(-documents // chunk_documents)
+    cuts = [min(documents, (shard * chunks // shards) * chunk_documents) for shard in range(shards + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _index_stats(
+    selection: dict[str, Any], per_document: Sequence[int] | np.ndarray, unpruned: int, component_bytes: dict[str, int]
+) -> dict[str, Any]:
+    """``index_stats.json`` of an index whose documents hold ``per_document`` vectors (``selection``: strategy, k, dim)."""
+    documents, vectors = len(per_document), int(np.sum(per_document, dtype=np.int64))
+    index_bytes = sum(component_bytes[name] for name in INDEX_COMPONENTS)
+    return {
+        "strategy": selection["strategy"],
+        "k": selection["k"],
+        "dim": selection["dim"],
+        "documents": documents,
+        "vectors": vectors,
+        "vectors_per_document": {
+            "mean": round(vectors / max(documents, 1), 3),
+            "median": float(np.median(per_document)) if documents else 0.0,
+            "max": int(np.max(per_document)) if documents else 0,
+        },
+        "unpruned_tokens": unpruned,
+        "percent_tokens_kept": round(100.0 * vectors / max(unpruned, 1), 3),
+        "bytes": component_bytes,
+        "index_bytes": index_bytes,
+        "index_mib": round(index_bytes / 2**20, 3),
+        "dtype": "float16",
+    }
 
 
 @torch.inference_mode()
@@ -50,8 +116,9 @@ def build_index(
     *,
     batch_size: int = 64,
     chunk_documents: int = 4096,
+    document_range: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Encode a corpus with the model's selection layer and write the index folder atomically.
+    """Encode a corpus (or one shard of it) with the model's selection layer and write the index folder atomically.
 
     Parameters
     ----------
@@ -65,10 +132,15 @@ def build_index(
         Passages per forward pass; passages are length-sorted within a chunk.
     chunk_documents
         Documents read, encoded and written per chunk (bounds memory).
+    document_range
+        Encode only documents ``[start, stop)`` (a shard, see
+        :func:`shard_ranges`); ``start`` should be a multiple of
+        ``chunk_documents`` for the shard to batch exactly as the whole corpus does.
     """
+    first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
     use_half = model.device.type == "cuda"
-    documents = vectors = unpruned = 0
+    documents = unpruned = 0
     per_document: list[int] = []
     with atomic_directory(output) as staging:
         with (
@@ -77,7 +149,7 @@ def build_index(
             open(staging / "token_ids.i32", "wb") as token_file,
             open(staging / "positions.i16", "wb") as position_file,
         ):
-            for doc_ids, texts in dataset.corpus_batches(chunk_documents):
+            for doc_ids, texts in dataset.corpus_batches(chunk_documents, first_document, end_document):
                 input_ids, attention_mask = model.tokenize_passages(texts)
                 lengths = attention_mask.sum(dim=1).tolist()
                 kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [None] * len(texts)  # type: ignore[list-item]
@@ -109,37 +181,148 @@ def build_index(
                     id_file.write(doc_id + "\n")
                     per_document.append(len(doc_vectors))
                 documents += len(doc_ids)
-                vectors += sum(len(entry[0]) for entry in kept)
         offsets = np.zeros(documents + 1, dtype=np.int64)
         np.cumsum(per_document, out=offsets[1:])
         np.save(staging / "offsets.npy", offsets)
         component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
-        index_bytes = sum(component_bytes[name] for name in INDEX_COMPONENTS)
-        stats = {
-            "strategy": model.config.strategy,
-            "k": model.config.k,
-            "dim": model.config.dim,
-            "documents": documents,
-            "vectors": vectors,
-            "vectors_per_document": {
-                "mean": round(vectors / max(documents, 1), 3),
-                "median": float(statistics.median(per_document)) if per_document else 0.0,
-                "max": max(per_document, default=0),
-            },
-            "unpruned_tokens": unpruned,
-            "percent_tokens_kept": round(100.0 * vectors / max(unpruned, 1), 3),
-            "bytes": component_bytes,
-            "index_bytes": index_bytes,
-            "index_mib": round(index_bytes / 2**20, 3),
-            "dtype": "float16",
-        }
+        selection = {"strategy": model.config.strategy, "k": model.config.k, "dim": model.config.dim}
+        stats = _index_stats(selection, per_document, unpruned, component_bytes)
+        stats["document_range"] = [first_document, end_document]
         write_json(staging / STATS_FILE, stats)
     return stats
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (no data moves), or copy it where links are impossible."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) -> dict[str, Any]:
+    """Join shard indexes, in document order, into one sharded index folder (written atomically).
+
+    Parameters
+    ----------
+    shard_folders
+        Index folders written by :func:`build_index` for consecutive
+        ``document_range`` s starting at 0, all by the same model.
+    output
+        Sharded index folder to create (layout in the module docstring).
+
+    Returns
+    -------
+    dict
+        The whole index's statistics, as written to ``index_stats.json``.
+
+    Raises
+    ------
+    TokenpruneError
+        If a shard is missing or corrupted, the shards come from different
+        models, or their document ranges leave a gap or overlap.
+    """
+    if not shard_folders:
+        raise TokenpruneError("merge needs at least one shard index")
+    shards = [PrunedIndex(folder) for folder in shard_folders]
+    first = shards[0].stats
+    expected_start = 0
+    for shard in shards:
+        stats = shard.stats
+        if shard.is_sharded:
+            raise TokenpruneError(f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves")
+        for key in ("strategy", "k", "dim"):
+            if stats[key] != first[key]:
+                raise TokenpruneError(
+                    f"shard {str(shard.folder)!r} has {key}={stats[key]!r} but {str(shards[0].folder)!r} has {first[key]!r}: "
+                    "all shards must come from one model"
+                )
+        start, stop = stats.get("document_range", [expected_start, expected_start + stats["documents"]])
+        if start != expected_start or stop - start != stats["documents"]:
+            raise TokenpruneError(
+                f"shard {str(shard.folder)!r} covers documents [{start}, {stop}) but the next shard must start at "
+                f"{expected_start}: pass every shard, in order"
+            )
+        expected_start = stop
+    per_document = np.concatenate([np.diff(shard.offsets) for shard in shards])
+    with atomic_directory(output) as staging:
+        manifest = {"format": MANIFEST_FORMAT, "shards": []}
+        for number, shard in enumerate(shards):
+            folder = Path("shards") / f"{number:05d}"
+            (staging / folder).mkdir(parents=True)
+            for name in VECTOR_COMPONENTS:
+                _link_or_copy(shard.folder / name, staging / folder / name)
+            manifest["shards"].append(
+                {"folder": folder.as_posix(), "documents": shard.stats["documents"], "vectors": shard.stats["vectors"]}
+            )
+        offsets = np.zeros(len(per_document) + 1, dtype=np.int64)
+        np.cumsum(per_document, out=offsets[1:])
+        np.save(staging / "offsets.npy", offsets)
+        with open(staging / "doc_ids.txt", "w", encoding="utf-8") as id_file:
+            for shard in shards:
+                id_file.writelines(doc_id + "\n" for doc_id in shard.doc_ids)
+        component_bytes = {name: sum(shard.stats["bytes"][name] for shard in shards) for name in VECTOR_COMPONENTS}
+        component_bytes.update({name: (staging / name).stat().st_size for name in ("offsets.npy", "doc_ids.txt")})
+        stats = _index_stats(
+            {key: first[key] for key in ("strategy", "k", "dim")},
+            per_document,
+            sum(shard.stats["unpruned_tokens"] for shard in shards),
+            component_bytes,
+        )
+        stats["shards"] = len(shards)
+        write_json(staging / MANIFEST_FILE, manifest)
+        write_json(staging / STATS_FILE, stats)
+    return stats
+
+
+class ConcatenatedVectors:
+    """Row access to several memory-mapped ``[rows, dim]`` arrays as if they were one.
+
+    Supports what search needs: ``len``, ``shape``, a slice of rows, and an
+    integer array of rows (returned in the given order).
+    """
+
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = list(parts)
+        self.starts = np.zeros(len(self.parts) + 1, dtype=np.int64)
+        np.cumsum([len(part) for part in self.parts], out=self.starts[1:])
+        self.dim = self.parts[0].shape[1]
+        self.dtype = self.parts[0].dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.starts[-1]), self.dim
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            if step != 1:
+                raise IndexError("ConcatenatedVectors supports contiguous slices only")
+            pieces = []
+            for number, part in enumerate(self.parts):
+                low, high = max(start, self.starts[number]), min(stop, self.starts[number + 1])
+                if low < high:
+                    pieces.append(part[low - self.starts[number] : high - self.starts[number]])
+            if len(pieces) == 1:
+                return pieces[0]
+            return np.concatenate(pieces) if pieces else np.zeros((0, self.dim), dtype=self.dtype)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} vectors")
+        owner = np.searchsorted(self.starts, rows, side="right") - 1
+        result = np.empty((rows.size, self.dim), dtype=self.dtype)
+        for number in np.unique(owner):
+            selected = owner == number
+            result[selected] = self.parts[number][rows[selected] - self.starts[number]]
+        return result
+
+
 @dataclass
 class PrunedIndex:
-    """Read access to an index folder; vectors are memory-mapped, never loaded whole."""
+    """Read access to an index folder, single or sharded; vectors are memory-mapped, never loaded whole."""
 
     folder: Path
 
@@ -147,21 +330,59 @@ class PrunedIndex:
         self.folder = Path(self.folder)
         if not (self.folder / STATS_FILE).is_file():
             raise TokenpruneError(f"{str(self.folder)!r} is not an index (no {STATS_FILE}); run 'tokenprune index' first")
-        expected = self.stats["vectors"] * self.stats["dim"] * 2
-        actual = (self.folder / "vectors.f16").stat().st_size if (self.folder / "vectors.f16").exists() else -1
-        if actual != expected:
-            raise TokenpruneError(
-                f"index {str(self.folder)!r} is corrupted: vectors.f16 has {actual} bytes, {STATS_FILE} implies {expected}"
-            )
+        expected_rows = [shard["vectors"] for shard in self.manifest["shards"]] if self.is_sharded else [self.stats["vectors"]]
+        if sum(expected_rows) != self.stats["vectors"]:
+            raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: {MANIFEST_FILE} does not match {STATS_FILE}")
+        for folder, rows in zip(self.vector_folders, expected_rows, strict=True):
+            path = folder / "vectors.f16"
+            actual = path.stat().st_size if path.exists() else -1
+            if actual != rows * self.stats["dim"] * 2:
+                raise TokenpruneError(
+                    f"index {str(self.folder)!r} is corrupted: {path} has {actual} bytes, "
+                    f"{rows} vectors of dimension {self.stats['dim']} need {rows * self.stats['dim'] * 2}"
+                )
         if len(self.offsets) != self.stats["documents"] + 1 or int(self.offsets[-1]) != self.stats["vectors"]:
             raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: offsets.npy does not match {STATS_FILE}")
 
+    def _read_json(self, name: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / name).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise TokenpruneError(f"index {str(self.folder)!r}: {name} is corrupted ({error})") from None
+
     @cached_property
     def stats(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.folder / STATS_FILE).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise TokenpruneError(f"index {str(self.folder)!r}: {STATS_FILE} is corrupted ({error})") from None
+        return self._read_json(STATS_FILE)
+
+    @cached_property
+    def is_sharded(self) -> bool:
+        return (self.folder / MANIFEST_FILE).is_file()
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        """The shard list of a sharded index (one implicit shard otherwise)."""
+        if not self.is_sharded:
+            return {"format": MANIFEST_FORMAT, "shards": [{"folder": ".", "documents": len(self), "vectors": self.stats["vectors"]}]}
+        manifest = self._read_json(MANIFEST_FILE)
+        if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("shards"), list):
+            raise TokenpruneError(f"index {str(self.folder)!r}: {MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest")
+        return manifest
+
+    @cached_property
+    def vector_folders(self) -> list[Path]:
+        """Folders holding the per-vector files, one per shard, in document order."""
+        return [self.folder / shard["folder"] for shard in self.manifest["shards"]]
+
+    @cached_property
+    def shard_documents(self) -> np.ndarray:
+        """Document boundaries of the shards: shard ``s`` owns documents ``[b[s], b[s+1])``."""
+        bounds = np.zeros(len(self.vector_folders) + 1, dtype=np.int64)
+        np.cumsum([shard["documents"] for shard in self.manifest["shards"]], out=bounds[1:])
+        return bounds
+
+    def component_files(self, name: str) -> list[Path]:
+        """One per-vector file (``vectors.f16``, ``token_ids.i32``, ``positions.i16``) per shard, in order."""
+        return [folder / name for folder in self.vector_folders]
 
     @cached_property
     def offsets(self) -> np.ndarray:
@@ -172,8 +393,31 @@ class PrunedIndex:
         return (self.folder / "doc_ids.txt").read_text(encoding="utf-8").splitlines()
 
     @cached_property
-    def vectors(self) -> np.ndarray:
-        return np.memmap(self.folder / "vectors.f16", dtype=np.float16, mode="r", shape=(self.stats["vectors"], self.stats["dim"]))
+    def vectors(self) -> np.ndarray | ConcatenatedVectors:
+        """All kept vectors, ``[vectors, dim]`` float16, memory-mapped (a view over the shards if sharded)."""
+        dim = self.stats["dim"]
+        parts = [
+            np.memmap(path, dtype=np.float16, mode="r", shape=(shard["vectors"], dim))
+            if shard["vectors"]
+            else np.zeros((0, dim), dtype=np.float16)
+            for path, shard in zip(self.component_files("vectors.f16"), self.manifest["shards"], strict=True)
+        ]
+        return parts[0] if len(parts) == 1 else ConcatenatedVectors(parts)
+
+    def document_chunks(self, chunk_vectors: int) -> Iterator[tuple[int, int]]:
+        """Consecutive document ranges ``[first, last)`` of about ``chunk_vectors`` vectors each.
+
+        A range holds at least one document and never crosses a shard
+        boundary, so its vectors are one slice of one memory-mapped file.
+        """
+        offsets, bounds = self.offsets, self.shard_documents
+        for shard_start, shard_stop in zip(bounds[:-1], bounds[1:], strict=True):
+            first = int(shard_start)
+            while first < shard_stop:
+                last = int(np.searchsorted(offsets, offsets[first] + chunk_vectors, side="right")) - 1
+                last = min(max(last, first + 1), int(shard_stop))
+                yield first, last
+                first = last
 
     def __len__(self) -> int:
         return self.stats["documents"]

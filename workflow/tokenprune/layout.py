@@ -21,6 +21,8 @@ SYSTEM_MODEL_DIR = "results/models/{system}"
 SYSTEM_INDEX_DIR = "results/indexes/{system}/{corpus}"
 MODEL_DIR = SYSTEM_MODEL_DIR.replace("{system}", MODEL_ID)
 INDEX_DIR = SYSTEM_INDEX_DIR.replace("{system}", MODEL_ID)
+# One shard of an index encoded in several jobs (indexing.shards > 1); removed once merged.
+INDEX_SHARD_DIR = INDEX_DIR + ".shards/{shard}"
 ANN_INDEX = "results/ann/" + MODEL_ID + "/{corpus}.faiss"
 RUN = "results/runs/" + MODEL_ID + "/{corpus}/{split}.{mode}.trec"
 # {system} is a model id, or "bm25" for the BM25 reference (mode "bm25").

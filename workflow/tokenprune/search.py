@@ -88,11 +88,8 @@ def exact_search(
     count = queries.shape[0]
     best_scores = torch.full((count, 0), float("-inf"), device=device)
     best_indices = torch.zeros((count, 0), dtype=torch.long, device=device)
-    first = 0
-    while first < len(index):
-        # Whole documents per chunk: extend until the chunk holds chunk_vectors (at least one document).
-        last = int(np.searchsorted(offsets, offsets[first] + chunk_vectors, side="right")) - 1
-        last = min(max(last, first + 1), len(index))
+    # Whole documents per chunk, never across a shard: each chunk is one slice of one memory-mapped file.
+    for first, last in index.document_chunks(chunk_vectors):
         start, stop = int(offsets[first]), int(offsets[last])
         vectors = torch.from_numpy(np.array(index.vectors[start:stop])).to(device).to(dtype)
         lengths = torch.from_numpy(np.diff(offsets[first : last + 1])).to(device)
@@ -104,7 +101,6 @@ def exact_search(
             ]
         )
         best_scores, best_indices = _merge_top(best_scores, best_indices, chunk_scores, first, depth)
-        first = last
     return Ranking(best_scores.cpu().numpy(), best_indices.cpu().numpy())
 
 
@@ -118,7 +114,7 @@ def faiss_backend() -> str:
 def build_ann_index(
     index: PrunedIndex, *, nlist: int, m: int = 16, nbits: int = 8, flat: bool = False, train_sample: int = 262144, seed: int = 0
 ):  # noqa: ANN201 - faiss.Index
-    """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled chunk by chunk."""
+    """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled shard by shard."""
     import faiss
 
     dim = index.stats["dim"]
@@ -135,8 +131,9 @@ def build_ann_index(
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, size=min(train_sample, total), replace=False))
     ann.train(np.asarray(index.vectors[sample], dtype=np.float32))
-    for start in range(0, total, 1 << 20):
-        ann.add(np.asarray(index.vectors[start : start + (1 << 20)], dtype=np.float32))
+    # Added shard by shard, in vector order, so faiss ids are the index's global vector rows.
+    for first, last in index.document_chunks(1 << 20):
+        ann.add(np.asarray(index.vectors[int(index.offsets[first]) : int(index.offsets[last])], dtype=np.float32))
     return ann
 
 

@@ -203,11 +203,14 @@ def _train(args: argparse.Namespace) -> None:
     log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
 
 
-@command("index", "Encode a corpus with a model's selection layer into a pruned index (+ index_stats.json).")
+@command("index", "Encode a corpus (or one shard of it) with a model's selection layer into a pruned index.")
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (from train or untrained-model).")
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
     parser.add_argument("--batch-size", type=int, default=64, help="Passages per forward pass.")
+    parser.add_argument("--chunk-documents", type=int, default=4096, help="Documents read and length-sorted together.")
+    parser.add_argument("--shards", type=int, default=1, help="Split the corpus into this many shards ...")
+    parser.add_argument("--shard", type=int, default=0, help="... and encode only this one (0-based); merge with merge-index.")
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
 
@@ -216,16 +219,40 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
 def _index(args: argparse.Namespace) -> None:
 
     from tokenprune.data import PreparedDataset
-    from tokenprune.index import build_index
+    from tokenprune.index import build_index, shard_ranges
     from tokenprune.model import ColBERT
 
-    if args.batch_size <= 0:
-        raise TokenpruneError(f"--batch-size must be positive, got {args.batch_size}")
+    for option, value in (("--batch-size", args.batch_size), ("--chunk-documents", args.chunk_documents), ("--shards", args.shards)):
+        if value <= 0:
+            raise TokenpruneError(f"{option} must be positive, got {value}")
+    if not 0 <= args.shard < args.shards:
+        raise TokenpruneError(f"--shard {args.shard} is not one of the {args.shards} shards (0 to {args.shards - 1})")
+    dataset = PreparedDataset(args.data)
+    document_range = shard_ranges(dataset.documents, args.shards, args.chunk_documents)[args.shard]
     model = ColBERT.load(args.model, device=_compute_device(args))
-    stats = build_index(model, PreparedDataset(args.data), args.output, batch_size=args.batch_size)
+    stats = build_index(
+        model, dataset, args.output, batch_size=args.batch_size, chunk_documents=args.chunk_documents, document_range=document_range
+    )
     log.info(
-        "%d documents, %d vectors (%.1f%% of the unpruned tokens), %.1f MiB",
-        stats["documents"], stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"],
+        "documents [%d, %d): %d vectors (%.1f%% of the unpruned tokens), %.1f MiB",
+        *document_range, stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"],
+    )  # fmt: skip
+
+
+@command("merge-index", "Join shard indexes (from index --shard) into one sharded index folder, without copying vectors.")
+def _merge_index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="Shard index folders, in shard order.")
+    parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
+
+
+@_merge_index_arguments.run
+def _merge_index(args: argparse.Namespace) -> None:
+    from tokenprune.index import merge_index_shards
+
+    stats = merge_index_shards(args.shard_dirs, args.output)
+    log.info(
+        "%d shards: %d documents, %d vectors (%.1f%% of the unpruned tokens), %.1f MiB",
+        stats["shards"], stats["documents"], stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"],
     )  # fmt: skip
 
 

@@ -42,10 +42,59 @@ class PreparedDataset:
             raise TokenpruneError(f"dataset {self.stats['dataset']!r} has no split {split!r}; splits: {self.splits}")
         return self.folder / kind / f"{split}{suffix}"
 
-    def corpus_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], list[str]]]:
-        """Yield ``(doc_ids, texts)`` batches in corpus order without loading the whole corpus."""
-        for batch in pq.ParquetFile(self.folder / "corpus.parquet").iter_batches(batch_size=batch_size):
-            yield batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()
+    @property
+    def documents(self) -> int:
+        """Number of documents in the corpus."""
+        return int(self.stats["documents"])
+
+    def corpus_batches(
+        self, batch_size: int = 4096, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[list[str], list[str]]]:
+        """Yield ``(doc_ids, texts)`` batches in corpus order without loading the whole corpus.
+
+        Parameters
+        ----------
+        batch_size
+            Documents per batch. Batches are cut at ``start + i * batch_size``
+            whatever the file's row groups, so a range that starts on a
+            multiple of ``batch_size`` is batched exactly as the whole corpus is.
+        start, stop
+            Document range ``[start, stop)`` to read (default: the whole corpus);
+            row groups outside it are not read.
+        """
+        if batch_size <= 0:
+            raise TokenpruneError(f"corpus batch size must be positive, got {batch_size}")
+        parquet = pq.ParquetFile(self.folder / "corpus.parquet")
+        total = parquet.metadata.num_rows
+        stop = total if stop is None else min(stop, total)
+        if not 0 <= start <= stop:
+            raise TokenpruneError(f"document range [{start}, {stop}) is not within the corpus's {total} documents")
+        row_groups, first_row, row = [], None, 0
+        for group in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(group).num_rows
+            if row + rows > start and row < stop:
+                row_groups.append(group)
+                first_row = row if first_row is None else first_row
+            row += rows
+        if not row_groups:
+            return
+        pending_ids: list[str] = []
+        pending_texts: list[str] = []
+        position = first_row
+        for batch in parquet.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=["doc_id", "text"]):
+            # Trim the rows of the first and last row groups that fall outside [start, stop).
+            low, high = max(start - position, 0), min(stop - position, batch.num_rows)
+            position += batch.num_rows
+            if high <= low:
+                continue
+            part = batch.slice(low, high - low)
+            pending_ids += part.column("doc_id").to_pylist()
+            pending_texts += part.column("text").to_pylist()
+            while len(pending_ids) >= batch_size:
+                yield pending_ids[:batch_size], pending_texts[:batch_size]
+                del pending_ids[:batch_size], pending_texts[:batch_size]
+        if pending_ids:
+            yield pending_ids, pending_texts
 
     def corpus(self) -> tuple[list[str], list[str]]:
         """The whole corpus as ``(doc_ids, texts)``; for collections that fit in memory."""

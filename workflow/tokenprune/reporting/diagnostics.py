@@ -9,6 +9,8 @@ shows what a strategy actually selects: ``first`` the opening positions,
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,31 +44,41 @@ class KeptTokens:
         return sorted(self.token_counts.items(), key=lambda item: (-item[1], item[0]))[:n]
 
 
-def _diagnostic_array(index: PrunedIndex, name: str, dtype: type[np.generic]) -> np.ndarray:
-    path = index.folder / name
-    if not path.is_file():
-        raise TokenpruneError(f"index {str(index.folder)!r} has no {name}; rebuild it with 'tokenprune index'")
-    values = np.fromfile(path, dtype=dtype)
-    if len(values) != index.stats["vectors"]:
+def _diagnostic_arrays(index: PrunedIndex, name: str, dtype: type[np.generic]) -> Iterator[np.ndarray]:
+    """The per-vector diagnostic file ``name``, one array per shard (memory stays bounded by a shard)."""
+    total = 0
+    for path in index.component_files(name):
+        if not path.is_file():
+            raise TokenpruneError(f"index {str(index.folder)!r} has no {name}; rebuild it with 'tokenprune index'")
+        values = np.fromfile(path, dtype=dtype)
+        total += len(values)
+        yield values
+    if total != index.stats["vectors"]:
         raise TokenpruneError(
-            f"index {str(index.folder)!r} is corrupted: {name} holds {len(values)} entries, {STATS_FILE} says {index.stats['vectors']} vectors"
+            f"index {str(index.folder)!r} is corrupted: {name} holds {total} entries, {STATS_FILE} says {index.stats['vectors']} vectors"
         )
-    return values
 
 
 def count_kept_tokens(index_dir: str | Path) -> KeptTokens:
-    """Count kept vectors per passage position and per token id in one index folder."""
+    """Count kept vectors per passage position and per token id in one index folder (single or sharded)."""
     index = PrunedIndex(Path(index_dir))
-    token_ids = _diagnostic_array(index, "token_ids.i32", np.int32)
-    positions = _diagnostic_array(index, "positions.i16", np.int16)
-    if len(positions) and positions.min() < 0:
-        raise TokenpruneError(f"index {str(index.folder)!r} is corrupted: negative positions in positions.i16")
-    ids, counts = np.unique(token_ids, return_counts=True)
-    return KeptTokens(
-        position_counts=np.bincount(positions.astype(np.int64), minlength=1),
-        token_counts={int(i): int(c) for i, c in zip(ids, counts, strict=True)},
-        vectors=int(len(token_ids)),
-    )
+    position_counts = np.zeros(1, dtype=np.int64)
+    for positions in _diagnostic_arrays(index, "positions.i16", np.int16):
+        if len(positions) and positions.min() < 0:
+            raise TokenpruneError(f"index {str(index.folder)!r} is corrupted: negative positions in positions.i16")
+        counts = np.bincount(positions.astype(np.int64), minlength=1)
+        if len(counts) > len(position_counts):
+            counts[: len(position_counts)] += position_counts
+            position_counts = counts
+        else:
+            position_counts[: len(counts)] += counts
+    token_counts: Counter[int] = Counter()
+    vectors = 0
+    for token_ids in _diagnostic_arrays(index, "token_ids.i32", np.int32):
+        ids, counts = np.unique(token_ids, return_counts=True)
+        token_counts.update({int(i): int(c) for i, c in zip(ids, counts, strict=True)})
+        vectors += len(token_ids)
+    return KeptTokens(position_counts=position_counts, token_counts=dict(sorted(token_counts.items())), vectors=vectors)
 
 
 def top_tokens_table(
