@@ -150,7 +150,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N].")
+    parser.add_argument(
+        "--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N]."
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
 
 
@@ -169,7 +171,12 @@ def _device(name: str) -> torch.device:
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        from tokenprune.devices import claim_cuda_device
+
+        # Several GPU jobs on one multi-GPU machine: each claims a different GPU.
+        return claim_cuda_device()
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -1,0 +1,99 @@
+"""Which GPU a job uses when several jobs share a multi-GPU workstation.
+
+Snakemake's ``--resources gpu=N`` caps how many GPU jobs run at once, but it
+does not tell a job *which* GPU is free. Each job therefore claims one: it
+takes an exclusive ``flock`` on a lock file named after the GPU's UUID and
+keeps it until the process exits. The operating system releases the lock
+when the process ends, even when it is killed, so a crashed job never leaves
+a GPU marked busy. A job that finds every GPU taken waits for one.
+
+On a cluster the scheduler already hands each job its own GPU
+(``CUDA_VISIBLE_DEVICES`` names one device), so nothing is locked there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from tokenprune.errors import TokenpruneError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR_VARIABLE = "TOKENPRUNE_GPU_LOCK_DIR"
+# Lock files stay open for the life of the process: closing one releases the GPU.
+_held: list[IO[bytes]] = []
+
+
+def default_lock_dir() -> Path:
+    """``$TOKENPRUNE_GPU_LOCK_DIR``, else a per-user folder in the system's temporary directory."""
+    configured = os.environ.get(LOCK_DIR_VARIABLE)
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"tokenprune-gpu-locks-{os.getuid()}"
+
+
+def claim_slot(names: list[str], lock_dir: str | Path, *, timeout: float = 86400.0, poll: float = 2.0) -> int:
+    """Claim the first free slot of ``names`` for the rest of this process's life; return its position.
+
+    Parameters
+    ----------
+    names
+        One name per slot (GPU UUIDs), used as lock file names.
+    lock_dir
+        Folder of the lock files, shared by every job on the machine.
+    timeout
+        Seconds to wait for a slot before giving up.
+    poll
+        Seconds between attempts while every slot is taken.
+
+    Raises
+    ------
+    TokenpruneError
+        If no slot frees up within ``timeout``.
+    """
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    waiting_logged = False
+    while True:
+        for position, name in enumerate(names):
+            handle = open(lock_dir / f"{name}.lock", "ab")  # noqa: SIM115 - held open on purpose
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _held.append(handle)
+            return position
+        if time.monotonic() >= deadline:
+            raise TokenpruneError(
+                f"all {len(names)} GPUs stayed busy for {timeout:.0f} s (locks in {str(lock_dir)!r}); "
+                "run fewer GPU jobs at once (--resources gpu=N with N at most the number of GPUs)"
+            )
+        if not waiting_logged:
+            log.info("all %d GPUs are taken by other jobs; waiting for one (locks in %s)", len(names), lock_dir)
+            waiting_logged = True
+        time.sleep(poll)
+
+
+def claim_cuda_device(lock_dir: str | Path | None = None) -> torch.device:
+    """The CUDA device this job should use: the only visible one, or the first free one when several are visible."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise TokenpruneError("no CUDA device is visible")
+    if count == 1:
+        return torch.device("cuda:0")
+    # UUIDs, not ordinals: jobs started with different CUDA_VISIBLE_DEVICES still agree on which GPU is which.
+    names = [f"gpu-{torch.cuda.get_device_properties(i).uuid}" for i in range(count)]
+    position = claim_slot(names, lock_dir or default_lock_dir())
+    log.info("using GPU %d of %d (%s)", position, count, names[position])
+    return torch.device(f"cuda:{position}")
