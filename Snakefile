@@ -32,6 +32,19 @@ report: "workflow/report/workflow.rst"
 Path("reports").mkdir(exist_ok=True)
 
 
+# Wildcards name datasets, strategies, k, seeds, shards and retrieval modes; nothing else.
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_-]+",
+    corpus=r"[A-Za-z0-9_-]+",
+    split=r"[A-Za-z0-9_-]+",
+    strategy=r"none|first|idf|unused|attention",
+    k=r"all|\d+",
+    seed=r"\d+",
+    shard=r"\d+",
+    mode=r"exact|ann|bm25",
+    system=r"bm25|[A-Za-z0-9_-]+/(none|first|idf|unused|attention)/k(all|\d+)/seed\d+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
@@ -45,6 +58,6 @@ include: "workflow/rules/report.smk"
 # The study ends at the comparison tables and figures; `snakemake --report
 # reports/report.html` then gathers them into one HTML file.
 rule all:
+    default_target: True
     input:
         report_targets(),
-    default_target: True

@@ -2,6 +2,17 @@ rule prepare_data:
     """Normalise one collection: corpus, queries and qrels per split, stats.json."""
     output:
         directory(DATA_DIR),
+    log:
+        "logs/prepare_data/{dataset}.log",
+    benchmark:
+        "benchmarks/prepare_data/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
     params:
         spec=lambda wildcards: quoted_json(config["datasets"][wildcards.dataset]),
         query_max_length=lambda wildcards: query_max_length(wildcards.dataset),
@@ -11,19 +22,12 @@ rule prepare_data:
             else ""
         ),
         strict="--strict" if config["strict_qrels"] else "",
-    log:
-        "logs/prepare_data/{dataset}.log",
-    benchmark:
-        "benchmarks/prepare_data/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/data.yaml"
+        backbone=MODEL["backbone"],
+        irds_home=config["irds_home"],
+        passage_max_length=MODEL["passage_max_length"],
     shell:
         "tokenprune prepare-data --dataset {wildcards.dataset} --spec {params.spec}"
-        " --output {output} --backbone {MODEL[backbone]} --irds-home {config[irds_home]}"
-        " --passage-max-length {MODEL[passage_max_length]}"
+        " --output {output} --backbone {params.backbone} --irds-home {params.irds_home}"
+        " --passage-max-length {params.passage_max_length}"
         " --query-max-length {params.query_max_length} {params.data_dir} {params.strict}"
         " > {log} 2>&1"

@@ -5,17 +5,18 @@ rule evaluate:
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
     output:
         metrics=SYSTEM_METRICS,
-        per_query=SYSTEM_METRICS.replace(".json", ".perquery.tsv"),
-    params:
-        metrics=" ".join(shlex.quote(name) for name in config["metrics"]),
+        per_query=SYSTEM_PER_QUERY,
     log:
         "logs/evaluate/{system}/{corpus}/{split}.{mode}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     conda:
         "../../envs/report.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        metrics=" ".join(shlex.quote(name) for name in config["metrics"]),
     shell:
         "tokenprune evaluate --run {input.run} --data {input.data} --split {wildcards.split}"
         " --metrics {params.metrics} --output {output.metrics} --per-query {output.per_query} > {log} 2>&1"

@@ -1,58 +1,9 @@
 # The end of the DAG: comparison tables, trade-off plots, loss curves and kept-token
 # diagnostics, each marked for `snakemake --report reports/report.html`.
 
-REPORT = config["report"]
-COMPARISON = SUMMARY_DIR + "/comparison"
-DIAGNOSTICS_DIR = "results/summary/{corpus}/diagnostics"
 
-
-def paper_collection(corpus, split):
-    """The ir_datasets id of an evaluated split (the key of the paper's published values), if it has one."""
-    splits = config["datasets"][corpus]["splits"]
-    return splits.get(split) if isinstance(splits, dict) else None
-
-
-def summary_inputs(wildcards):
-    """Metrics, per-query values and index statistics of every compared system on one evaluation set."""
-    inputs = []
-    for system in map(System.parse, compared_systems()):
-        inputs.append(
-            system.metrics_path(wildcards.corpus, wildcards.split, wildcards.mode)
-        )
-        inputs.append(
-            system.per_query_path(wildcards.corpus, wildcards.split, wildcards.mode)
-        )
-        if system.index_dir(wildcards.corpus) is not None:
-            inputs.append(system.index_dir(wildcards.corpus))
-    return [str(path) for path in inputs]
-
-
-def tradeoff_plot(measure):
-    return SUMMARY_DIR + f"/index_size_vs_{measure_slug(measure)}"
-
-
-def report_targets():
-    """What `rule all` asks for: every table and figure of the report."""
-    targets = []
-    for corpus, split in evaluation_sets():
-        for mode in config["retrieval"]["modes"]:
-            where = dict(corpus=corpus, split=split, mode=mode)
-            targets += [
-                COMPARISON.format(**where) + f".{fmt}"
-                for fmt in ("csv", "md", "html", "tex")
-            ]
-            targets += [
-                tradeoff_plot(m).format(**where) + ".png" for m in config["metrics"]
-            ]
-    for corpus in dict.fromkeys(corpus for corpus, _ in evaluation_sets()):
-        targets += [
-            DIAGNOSTICS_DIR.format(corpus=corpus) + f"/{stem}.png"
-            for stem in ("kept_positions", "kept_tokens")
-        ]
-    targets.append(
-        TRAINING_SUMMARY_DIR.format(dataset=TRAIN["dataset"]) + "/training_loss.png"
-    )
-    return targets
+# The end of the DAG: comparison tables, trade-off plots, loss curves and kept-token
+# diagnostics, each marked for `snakemake --report reports/report.html`.
 
 
 rule summarize:
@@ -61,7 +12,7 @@ rule summarize:
         summary_inputs,
     output:
         html=report(
-            COMPARISON + ".html",
+            f"{COMPARISON}.html",
             caption="../report/comparison.rst",
             category="1. Method comparison",
             subcategory="{corpus} {split}",
@@ -72,7 +23,7 @@ rule summarize:
             },
         ),
         csv=report(
-            COMPARISON + ".csv",
+            f"{COMPARISON}.csv",
             caption="../report/comparison_csv.rst",
             category="1. Method comparison",
             subcategory="{corpus} {split}",
@@ -82,8 +33,8 @@ rule summarize:
                 "figure": "table (CSV, every number)",
             },
         ),
-        markdown=COMPARISON + ".md",
-        latex=COMPARISON + ".tex",
+        markdown=f"{COMPARISON}.md",
+        latex=f"{COMPARISON}.tex",
     log:
         "logs/summarize/{corpus}/{split}.{mode}.log",
     benchmark:
@@ -92,6 +43,7 @@ rule summarize:
         "../../envs/report.yaml"
     threads: 1
     resources:
+        gpu=0,
         mem_mb=2000,
         runtime=30,
     params:
@@ -113,11 +65,11 @@ rule summarize:
 rule plot_tradeoff:
     """Index size (MiB and % of tokens) vs every measure, one line per strategy across k."""
     input:
-        COMPARISON + ".csv",
+        f"{COMPARISON}.csv",
     output:
         png=[
             report(
-                tradeoff_plot(measure) + ".png",
+                f"{tradeoff_plot(measure)}.png",
                 caption="../report/tradeoff.rst",
                 category="2. Index size vs effectiveness",
                 subcategory="{corpus} {split}",
@@ -129,26 +81,22 @@ rule plot_tradeoff:
             )
             for measure in config["metrics"]
         ],
-        svg=[tradeoff_plot(measure) + ".svg" for measure in config["metrics"]],
+        svg=[f"{tradeoff_plot(measure)}.svg" for measure in config["metrics"]],
     log:
         "logs/plot_tradeoff/{corpus}/{split}.{mode}.log",
     conda:
         "../../envs/report.yaml"
     threads: 1
     resources:
+        gpu=0,
         mem_mb=2000,
         runtime=30,
     params:
         measures=" ".join(shlex.quote(name) for name in config["metrics"]),
-        output_dir=SUMMARY_DIR,
+        output_dir=lambda wildcards, output: Path(output.png[0]).parent,
     shell:
         "tokenprune plot-tradeoff --table {input} --measures {params.measures}"
         " --title '{wildcards.corpus} {wildcards.split} ({wildcards.mode})' --output-dir {params.output_dir} > {log} 2>&1"
-
-
-def trained_systems_of(dataset):
-    """Ids of the study's models trained on ``dataset``."""
-    return [s for s in trained_systems() if System.parse(s).dataset == dataset]
 
 
 rule plot_training:
@@ -160,36 +108,27 @@ rule plot_training:
         ],
     output:
         png=report(
-            TRAINING_SUMMARY_DIR + "/training_loss.png",
+            f"{TRAINING_LOSS}.png",
             caption="../report/training_loss.rst",
             category="3. Training",
             labels={"training set": "{dataset}", "figure": "loss curves"},
         ),
-        svg=TRAINING_SUMMARY_DIR + "/training_loss.svg",
+        svg=f"{TRAINING_LOSS}.svg",
     log:
         "logs/plot_training/{dataset}.log",
     conda:
         "../../envs/report.yaml"
     threads: 1
     resources:
+        gpu=0,
         mem_mb=2000,
         runtime=30,
     params:
         systems=lambda wildcards: " ".join(trained_systems_of(wildcards.dataset)),
-        stem=TRAINING_SUMMARY_DIR + "/training_loss",
+        stem=TRAINING_LOSS,
     shell:
         "tokenprune plot-training --systems {params.systems} --title 'Training on {wildcards.dataset}'"
         " --output {params.stem} > {log} 2>&1"
-
-
-def diagnostic_systems():
-    """Trained models of the first seed: one index per strategy and k is enough to see what is kept."""
-    first_seed = config["seeds"][0]
-    return [
-        system
-        for system in trained_systems()
-        if System.parse(system).seed == first_seed
-    ]
 
 
 rule token_diagnostics:
@@ -204,21 +143,21 @@ rule token_diagnostics:
         ],
     output:
         positions=report(
-            DIAGNOSTICS_DIR + "/kept_positions.png",
+            f"{KEPT_POSITIONS}.png",
             caption="../report/kept_positions.rst",
             category="4. What the strategies keep",
             labels={"collection": "{corpus}", "figure": "positions of kept tokens"},
         ),
         tokens=report(
-            DIAGNOSTICS_DIR + "/kept_tokens.png",
+            f"{KEPT_TOKENS}.png",
             caption="../report/kept_tokens.rst",
             category="4. What the strategies keep",
             labels={"collection": "{corpus}", "figure": "tokens kept most often"},
         ),
-        positions_svg=DIAGNOSTICS_DIR + "/kept_positions.svg",
-        tokens_svg=DIAGNOSTICS_DIR + "/kept_tokens.svg",
-        positions_csv=DIAGNOSTICS_DIR + "/kept_positions.csv",
-        tokens_csv=DIAGNOSTICS_DIR + "/kept_tokens.csv",
+        positions_svg=f"{KEPT_POSITIONS}.svg",
+        tokens_svg=f"{KEPT_TOKENS}.svg",
+        positions_csv=f"{KEPT_POSITIONS}.csv",
+        tokens_csv=f"{KEPT_TOKENS}.csv",
     log:
         "logs/token_diagnostics/{corpus}.log",
     benchmark:
@@ -227,6 +166,7 @@ rule token_diagnostics:
         "../../envs/report.yaml"
     threads: 1
     resources:
+        gpu=0,
         mem_mb=4000,
         runtime=30,
     params:

@@ -1,7 +1,3 @@
-def ann_index_input(wildcards):
-    return ANN_INDEX.format(**wildcards) if wildcards.mode == "ann" else []
-
-
 rule retrieve:
     """Rank a split's queries against a pruned index: exact MaxSim, or faiss ANN + exact re-rank."""
     input:
@@ -11,6 +7,17 @@ rule retrieve:
         ann=ann_index_input,
     output:
         RUN,
+    log:
+        "logs/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.log",
+    benchmark:
+        "benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
+    conda:
+        "../../envs/retrieval.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
     params:
         depth=config["retrieval"]["depth"],
         query_max_length=lambda wildcards: query_max_length(wildcards.corpus),
@@ -20,17 +27,6 @@ rule retrieve:
             if input.ann
             else ""
         ),
-    log:
-        "logs/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.log",
-    benchmark:
-        "benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=240,
-    conda:
-        "../../envs/retrieval.yaml"
     shell:
         "tokenprune retrieve --model {input.model} --index {input.index} --data {input.data}"
         " --split {wildcards.split} --mode {wildcards.mode} {params.ann} --depth {params.depth}"

@@ -8,14 +8,17 @@ rule compute_idf:
         "logs/compute_idf/{dataset}.log",
     benchmark:
         "benchmarks/compute_idf/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     conda:
         "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=4000,
+        runtime=60,
+    params:
+        backbone=MODEL["backbone"],
     shell:
-        "tokenprune compute-idf --data {input} --backbone {MODEL[backbone]} --output {output} > {log} 2>&1"
+        "tokenprune compute-idf --data {input} --backbone {params.backbone} --output {output} > {log} 2>&1"
 
 
 rule mine_negatives:
@@ -24,6 +27,17 @@ rule mine_negatives:
         DATA_DIR,
     output:
         TRIPLES,
+    log:
+        "logs/mine_negatives/{dataset}/{split}.log",
+    benchmark:
+        "benchmarks/mine_negatives/{dataset}/{split}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=8000,
+        runtime=120,
     params:
         negatives=config["training"]["negatives_per_query"],
         skip=config["training"]["negatives_skip"],
@@ -32,53 +46,68 @@ rule mine_negatives:
             if config["training"]["docpairs_irds_id"]
             else ""
         ),
-    log:
-        "logs/mine_negatives/{dataset}/{split}.log",
-    benchmark:
-        "benchmarks/mine_negatives/{dataset}/{split}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/train.yaml"
     shell:
         "tokenprune mine-negatives --data {input} --split {wildcards.split}"
         " --negatives-per-query {params.negatives} --skip {params.skip} {params.docpairs}"
         " --output {output} > {log} 2>&1"
 
 
-def idf_input(wildcards):
-    return IDF.format(dataset=wildcards.dataset) if wildcards.strategy == "idf" else []
+if TRAIN["models_dir"] is None:
 
+    rule train:
+        """ColBERT with the selection layer in the loop; the baseline ('none', k=all) once per dataset."""
+        input:
+            check_variant,
+            data=DATA_DIR,
+            triples=TRIPLES.replace("{split}", TRAIN["split"]),
+            idf=idf_input,
+        output:
+            directory(MODEL_DIR),
+        log:
+            "logs/train/{dataset}/{strategy}/k{k}/seed{seed}.log",
+        benchmark:
+            "benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
+        conda:
+            "../../envs/train.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+            mem_mb=16000,
+            runtime=720,
+        params:
+            idf=lambda wildcards, input: f"--idf {input.idf}" if input.idf else "",
+            model=quoted_json(MODEL),
+            training=quoted_json(config["training"]),
+            checkpoints=CHECKPOINT_DIR,
+        shell:
+            "tokenprune train --data {input.data} --triples {input.triples} {params.idf}"
+            " --strategy {wildcards.strategy} --k {wildcards.k} --seed {wildcards.seed}"
+            " --model-config {params.model} --training-config {params.training}"
+            " --checkpoint-dir {params.checkpoints} --threads {threads} --output {output} > {log} 2>&1"
 
-rule train:
-    """ColBERT with the selection layer in the loop; the baseline ('none', k=all) once per dataset."""
-    input:
-        check_variant,
-        data=DATA_DIR,
-        triples=TRIPLES.replace("{split}", TRAIN["split"]),
-        idf=idf_input,
-    output:
-        directory(MODEL_DIR),
-    params:
-        idf=lambda wildcards, input: f"--idf {input.idf}" if input.idf else "",
-        model=quoted_json(MODEL),
-        training=quoted_json(config["training"]),
-        checkpoints="results/checkpoints/{dataset}/{strategy}/k{k}/seed{seed}",
-    log:
-        "logs/train/{dataset}/{strategy}/k{k}/seed{seed}.log",
-    benchmark:
-        "benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=720,
-    conda:
-        "../../envs/train.yaml"
-    shell:
-        "tokenprune train --data {input.data} --triples {input.triples} {params.idf}"
-        " --strategy {wildcards.strategy} --k {wildcards.k} --seed {wildcards.seed}"
-        " --model-config {params.model} --training-config {params.training}"
-        " --checkpoint-dir {params.checkpoints} --threads {threads} --output {output} > {log} 2>&1"
+    ruleorder: untrained_backbone > train
+
+else:
+
+    rule import_model:
+        """Copy a model trained elsewhere (train.models_dir) instead of training it: zero-shot studies."""
+        input:
+            check_variant,
+        output:
+            directory(MODEL_DIR),
+        log:
+            "logs/import_model/{dataset}/{strategy}/k{k}/seed{seed}.log",
+        conda:
+            "../../envs/train.yaml"
+        threads: 1
+        resources:
+            gpu=0,
+            mem_mb=4000,
+            runtime=30,
+        params:
+            source=imported_model_source,
+        shell:
+            "tokenprune import-model --source {params.source} --strategy {wildcards.strategy} --k {wildcards.k}"
+            " --output {output} > {log} 2>&1"
+
+    ruleorder: untrained_backbone > import_model

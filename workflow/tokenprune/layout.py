@@ -35,6 +35,21 @@ BM25_ID = "bm25"
 SUMMARY_DIR = "results/summary/{corpus}/{split}.{mode}"
 # Figures about the trained models themselves (loss curves).
 TRAINING_SUMMARY_DIR = "results/summary/training/{dataset}"
+# The reference model without training, and training checkpoints.
+UNTRAINED_MODEL_DIR = SYSTEM_MODEL_DIR.format(system=UNTRAINED_ID)
+CHECKPOINT_DIR = "results/checkpoints/" + MODEL_ID
+# File stems of the report's tables and figures, inside the folders above.
+COMPARISON_STEM = "comparison"
+TRADEOFF_STEM = "index_size_vs_{slug}"
+LOSS_STEM = "training_loss"
+POSITIONS_STEM = "kept_positions"
+TOP_TOKENS_STEM = "kept_tokens"
+COMPARISON = f"{SUMMARY_DIR}/{COMPARISON_STEM}"
+TRAINING_LOSS = f"{TRAINING_SUMMARY_DIR}/{LOSS_STEM}"
+# Where the kept tokens sit and which they are, per searched collection.
+DIAGNOSTICS_DIR = "results/summary/{corpus}/diagnostics"
+KEPT_POSITIONS = f"{DIAGNOSTICS_DIR}/{POSITIONS_STEM}"
+KEPT_TOKENS = f"{DIAGNOSTICS_DIR}/{TOP_TOKENS_STEM}"
 
 _MODEL_ID_PATTERN = re.compile(
     r"(?P<dataset>[A-Za-z0-9_-]+)/(?P<strategy>[A-Za-z0-9_]+)/k(?P<k>all|\d+)/seed(?P<seed>\d+)"
@@ -44,6 +59,11 @@ _MODEL_ID_PATTERN = re.compile(
 def measure_slug(measure: str) -> str:
     """A file-name-safe form of an ir_measures name: ``nDCG@10`` -> ``nDCG_10``."""
     return re.sub(r"[^A-Za-z0-9]+", "_", measure).strip("_")
+
+
+def tradeoff_plot(measure: str) -> str:
+    """Path template (no suffix) of the index-size vs ``measure`` figure of one evaluation set."""
+    return f"{SUMMARY_DIR}/{TRADEOFF_STEM.format(slug=measure_slug(measure))}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
-from tokenprune.io import atomic_file
+from tokenprune.io import atomic_directory, atomic_file
 from tokenprune.model import ColBERT, maxsim
 
 log = logging.getLogger(__name__)
@@ -352,3 +353,38 @@ def save_trained(model: ColBERT, summary: dict[str, Any], settings: TrainingSett
     rows = summary.pop("loss_log")
     record = {"settings": asdict(settings), **summary}
     model.save(output, extra_files={LOSS_LOG_FILE: loss_log_text(rows), "training.json": json.dumps(record, indent=2) + "\n"})
+
+
+def import_trained(source: str | Path, output: str | Path, *, strategy: str, k: int | None) -> ColBERT:
+    """Copy a model trained elsewhere into the pipeline's model folder, after checking it loads and matches.
+
+    Zero-shot studies evaluate models a previous run trained (its
+    ``results/models``) without training again; the copy keeps the loss log, so
+    the training figures still work.
+
+    Parameters
+    ----------
+    source
+        A model folder written by :func:`save_trained` (or ``ColBERT.save``).
+    output
+        Model folder to create, atomically.
+    strategy, k
+        What the pipeline expects this folder to hold.
+
+    Raises
+    ------
+    TokenpruneError
+        If ``source`` is not a readable model, or holds another strategy or k.
+    """
+    source = Path(source)
+    if not source.is_dir():
+        raise TokenpruneError(f"model folder {str(source)!r} does not exist; check train.models_dir")
+    model = ColBERT.load(source)
+    if (model.config.strategy, model.config.k) != (strategy, k):
+        raise TokenpruneError(
+            f"model folder {str(source)!r} holds strategy {model.config.strategy!r} with k={model.config.k}, "
+            f"but its path asks for {strategy!r} with k={k}"
+        )
+    with atomic_directory(output) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    return model

@@ -210,6 +210,23 @@ def _train(args: argparse.Namespace) -> None:
     log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
 
 
+@command("import-model", "Copy a model trained elsewhere (e.g. a previous run's results/models) into the pipeline.")
+def _import_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, type=Path, help="Model folder to import.")
+    parser.add_argument("--strategy", required=True, help="The strategy the folder must hold.")
+    parser.add_argument("--k", default="all", help="The k it must hold ('all' for the baseline).")
+    parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
+
+
+@_import_model_arguments.run
+def _import_model(args: argparse.Namespace) -> None:
+    from tokenprune.model import parse_k
+    from tokenprune.training import import_trained
+
+    model = import_trained(args.source, args.output, strategy=args.strategy, k=parse_k(args.k))
+    log.info("imported %s (k=%s, backbone %s) from %s", model.config.strategy, model.config.k, model.config.backbone, args.source)
+
+
 @command("index", "Encode a corpus (or one shard of it) with a model's selection layer into a pruned index.")
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (from train or untrained-model).")

@@ -15,18 +15,13 @@ import pandas as pd
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
-from tokenprune.layout import System, measure_slug
+from tokenprune.layout import POSITIONS_STEM, TOP_TOKENS_STEM, TRADEOFF_STEM, System, measure_slug
 from tokenprune.reporting import diagnostics, plots
 from tokenprune.reporting.paper import paper_values
 from tokenprune.reporting.summary import Comparison, compare_methods, load_system_results
 from tokenprune.reporting.tables import write_tables
 
 log = logging.getLogger(__name__)
-
-TRADEOFF_STEM = "index_size_vs_{slug}"
-LOSS_STEM = "training_loss"
-POSITIONS_STEM = "kept_positions"
-TOP_TOKENS_STEM = "kept_tokens"
 
 
 def parse_systems(system_ids: Sequence[str]) -> list[System]:
