@@ -18,7 +18,14 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.idf import compute_idf, load_idf
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.negatives import mine_bm25_negatives
-from tokenprune.training import TrainingSettings, TripleSampler, learning_rate_factor, save_trained, train
+from tokenprune.training import (
+    TrainingSettings,
+    TripleSampler,
+    import_trained,
+    learning_rate_factor,
+    save_trained,
+    train,
+)
 
 SMALL_MODEL = {"dim": 32, "query_max_length": 16, "passage_max_length": 40, "projection_init": "random"}
 
@@ -134,6 +141,16 @@ def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path)
     assert (tmp_path / "model" / "training_log.csv").read_text().startswith("step,loss,learning_rate")
     reloaded = ColBERT.load(tmp_path / "model")
     assert torch.equal(reloaded.idf, idf)
+
+    # A zero-shot study imports the folder instead of training: same files, loss log included.
+    import_trained(tmp_path / "model", tmp_path / "imported", strategy="idf", k=5)
+    assert sorted(p.name for p in (tmp_path / "imported").iterdir()) == sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert (tmp_path / "imported" / "training_log.csv").read_bytes() == (tmp_path / "model" / "training_log.csv").read_bytes()
+    with pytest.raises(TokenpruneError, match="holds strategy 'idf' with k=5, but its path asks for 'idf' with k=10"):
+        import_trained(tmp_path / "model", tmp_path / "wrong", strategy="idf", k=10)
+    with pytest.raises(TokenpruneError, match="model folder '.*nowhere' does not exist; check train.models_dir"):
+        import_trained(tmp_path / "nowhere", tmp_path / "wrong", strategy="idf", k=5)
+    assert not (tmp_path / "wrong").exists()
 
 
 def test_cli_refuses_unused_k_beyond_supply_without_traceback(scifact, triples, tmp_path) -> None:

@@ -52,6 +52,59 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def dry_run_jobs(workdir: Path, *arguments: str) -> tuple[dict[str, int], dict[str, set[int]]]:
+    """Dry-run the workflow on the command line; return jobs per rule and the gpu values each rule's jobs ask for."""
+    result = subprocess.run(
+        ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *arguments],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    jobs: dict[str, int] = {}
+    gpus: dict[str, set[int]] = {}
+    rule = None
+    for line in result.stdout.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule = match[1]
+            jobs[rule] = jobs.get(rule, 0) + 1
+        elif rule and (match := re.search(r"\bresources: .*\bgpu=(\d+)", line)):
+            gpus.setdefault(rule, set()).add(int(match[1]))
+    return jobs, gpus
+
+
+def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
+    jobs, gpus = dry_run_jobs(
+        tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm"
+    )
+    # 9 models trained on MS MARCO (baseline + 4 strategies x k in {10, 50}) and the untrained backbone,
+    # searched on 11 evaluation sets (dev, DL19, DL20, 8 BEIR) in 2 modes (exact, ANN).
+    # MS MARCO's 10 indexes are encoded in 16 shards each; the 8 BEIR corpora in one job each.
+    assert jobs == {
+        "prepare_data": 9, "compute_idf": 1, "mine_negatives": 1, "train": 9, "untrained_backbone": 1,
+        "index_shard": 10 * 16, "merge_index": 10, "index": 10 * 8, "ann_index": 10 * 9,
+        "retrieve": 10 * 11 * 2, "bm25": 11, "evaluate": 10 * 11 * 2 + 11,
+        "summarize": 11 * 2, "plot_tradeoff": 11 * 2, "token_diagnostics": 9, "plot_training": 1, "all": 1,
+    }  # fmt: skip
+    for rule in ("train", "index", "index_shard", "retrieve"):
+        assert gpus[rule] == {1}, rule
+    for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25"):
+        assert gpus[rule] == {0}, rule
+
+
+def test_sharded_indexing_dag(tmp_path: Path) -> None:
+    overrides = tmp_path / "shards.yaml"
+    overrides.write_text("indexing: {shards: 3}\n")
+    jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
+    # 10 models x 2 collections, each index in 3 shard jobs and a merge.
+    assert jobs["index_shard"] == 60 and jobs["merge_index"] == 20 and "index" not in jobs
+
+
+def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
+    jobs, _ = dry_run_jobs(tmp_path, "--configfile", "configs/beir-zeroshot.yaml", "--cores", "1")
+    assert jobs["import_model"] == 9
+    assert not {"train", "compute_idf", "mine_negatives"} & set(jobs)
+    assert jobs["index"] == 10 * 8 and jobs["prepare_data"] == 8
+
+
 def test_dry_run_through_the_python_api(tmp_path: Path) -> None:
     dry_run(tmp_path)
 
