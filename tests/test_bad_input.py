@@ -172,5 +172,5 @@ def test_corrupted_checkpoint(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "model"
     fails_cleanly(
         train_argv(workspace, output, "--strategy", "first", "--k", "4", "--model-config", '{"dim": 16, "passage_max_length": 32}'),
-        f"{checkpoints / 'last.pt'}", output, capsys,
+        f"checkpoint '{checkpoints / 'last.pt'}' is corrupted", output, capsys,
     )
