@@ -322,7 +322,9 @@ def train(
             bar.set_postfix(loss=f"{np.mean(window):.4f}", triples_s=f"{rate:.1f}")
             window, window_start = [], now
         if last % settings.checkpoint_every == 0 or last == settings.steps or last == stop_after:
-            with atomic_file(checkpoint_path) as tmp:
+            # Saved through a file object: torch.save names the archive after a path, and the
+            # temporary path is random, so a reran checkpoint would differ byte for byte.
+            with atomic_file(checkpoint_path) as tmp, open(tmp, "wb") as handle:
                 torch.save(
                     {
                         "step": last,
@@ -331,7 +333,7 @@ def train(
                         "scheduler": scheduler.state_dict(),
                         "fingerprint": fingerprint,
                     },
-                    tmp,
+                    handle,
                 )
             _write_loss_log(log_path, rows)
         if last == stop_after:

@@ -1,0 +1,132 @@
+"""Reliability: a killed training process resumes, reruns are byte-identical on CPU, and
+chunked encoding and search give the results of the unchunked path."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tokenprune.cli import main
+from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
+from tokenprune.data.sources import open_collection
+from tokenprune.index import PrunedIndex, build_index
+from tokenprune.model import ColBERT, ColBERTConfig
+from tokenprune.negatives import mine_bm25_negatives
+from tokenprune.search import exact_search
+
+from conftest import REPO, write_beir_folder
+from test_workflow import TOPICS
+
+MODEL_CONFIG = json.dumps({"dim": 16, "passage_max_length": 32, "query_max_length": 16})
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, tokenizer) -> dict[str, Path]:
+    """The tiny study's 16 passages (8 topics + 8 distractors), prepared, with BM25 triples."""
+    folder = tmp_path_factory.mktemp("reliability")
+    documents, queries, qrels = [], [], {"train": [], "test": []}
+    for i, (title, text, query) in enumerate(TOPICS):
+        documents += [{"_id": f"d{i}", "title": title, "text": text},
+                      {"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."}]  # fmt: skip
+        queries.append({"_id": f"q{i}", "text": query})
+        qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
+    beir = write_beir_folder(folder / "beir", documents, queries, qrels)
+    spec = DatasetSpec.from_config("tiny", {"beir_folder": str(beir), "splits": ["train", "test"]})
+    prepare_dataset(spec, open_collection(spec, None, folder / "irds"), folder / "data", tokenizer)
+    mine_bm25_negatives(PreparedDataset(folder / "data"), "train", folder / "triples.parquet", negatives_per_query=2)
+    return {"data": folder / "data", "triples": folder / "triples.parquet"}
+
+
+def train_argv(collection: dict[str, Path], output: Path, checkpoints: Path, training: dict) -> list[str]:
+    return ["train", "--data", str(collection["data"]), "--triples", str(collection["triples"]), "--strategy", "first",
+            "--k", "4", "--seed", "3", "--model-config", MODEL_CONFIG, "--training-config", json.dumps(training),
+            "--checkpoint-dir", str(checkpoints), "--threads", "1", "--output", str(output)]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pipeline_reruns_are_byte_identical_on_cpu(collection, tmp_path, monkeypatch) -> None:
+    """Train, index, retrieve and evaluate twice from scratch: every output file is the same, byte for byte."""
+    training = {"steps": 4, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2}
+    outputs = []
+    for attempt in ("first", "second"):
+        # Relative paths: the metrics JSON records the run file's path.
+        workdir = tmp_path / attempt
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        assert main(train_argv(collection, Path("model"), Path("checkpoints"), training)) == 0
+        assert main(["index", "--model", "model", "--data", str(collection["data"]), "--threads", "1", "--output", "index"]) == 0
+        assert main(["retrieve", "--model", "model", "--index", "index", "--data", str(collection["data"]), "--split", "test",
+                     "--threads", "1", "--output", "run.trec"]) == 0  # fmt: skip
+        assert main(["evaluate", "--run", "run.trec", "--data", str(collection["data"]), "--split", "test",
+                     "--metrics", "nDCG@10", "RR@10", "--output", "metrics.json", "--per-query", "perquery.tsv"]) == 0  # fmt: skip
+        outputs.append(workdir)
+    files = ["model/model.safetensors", "checkpoints/last.pt", "index/vectors.f16", "index/offsets.npy", "index/index_stats.json",
+             "run.trec", "metrics.json", "perquery.tsv"]  # fmt: skip
+    for name in files:
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+    # The loss log is identical except its wall-clock columns.
+    logs = [[{k: row[k] for k in ("step", "loss", "learning_rate")} for row in csv.DictReader(open(o / "model" / "training_log.csv"))] for o in outputs]
+    assert logs[0] == logs[1] and len(logs[0]) == 4
+
+
+@pytest.mark.slow
+def test_killed_training_process_resumes_from_its_checkpoint(collection, tmp_path) -> None:
+    training = {"steps": 30, "batch_size": 2, "warmup_steps": 1, "log_every": 5, "checkpoint_every": 5}
+    checkpoints, output = tmp_path / "checkpoints", tmp_path / "model"
+    argv = [sys.executable, "-m", "tokenprune.cli", *train_argv(collection, output, checkpoints, training)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (checkpoints / "last.pt").is_file() or _checkpoint_step(checkpoints) < 10:
+            assert process.poll() is None, "training ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no checkpoint at step 10 within 300 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    interrupted_at = _checkpoint_step(checkpoints)
+    assert 10 <= interrupted_at < 30 and not output.exists()
+
+    # Snakemake reruns the incomplete job with the same command.
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming from {checkpoints / 'last.pt'} at step {interrupted_at}" in result.stderr
+    steps = [int(row["step"]) for row in csv.DictReader(open(output / "training_log.csv"))]
+    assert steps == [5, 10, 15, 20, 25, 30]
+    assert json.loads((output / "training.json").read_text())["resumed_from"] == interrupted_at
+
+
+def _checkpoint_step(checkpoints: Path) -> int:
+    try:
+        return int(torch.load(checkpoints / "last.pt", map_location="cpu", weights_only=True)["step"])
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return -1
+
+
+def test_chunked_encoding_and_search_equal_the_unchunked_path(collection, tmp_path) -> None:
+    """Memory is bounded by chunk sizes; results must not depend on them."""
+    torch.manual_seed(0)
+    model = ColBERT.from_backbone(ColBERTConfig(strategy="attention", k=5, dim=16, passage_max_length=32)).eval()
+    dataset = PreparedDataset(collection["data"])
+    build_index(model, dataset, tmp_path / "whole", batch_size=64, chunk_documents=4096)
+    build_index(model, dataset, tmp_path / "chunked", batch_size=2, chunk_documents=3)  # 16 documents: 6 chunks
+    whole, chunked = PrunedIndex(tmp_path / "whole"), PrunedIndex(tmp_path / "chunked")
+    assert chunked.doc_ids == whole.doc_ids and chunked.offsets.tolist() == whole.offsets.tolist()
+    assert np.allclose(np.asarray(chunked.vectors, np.float32), np.asarray(whole.vectors, np.float32), atol=2e-3)
+    with torch.inference_mode():
+        queries, mask = model.encode_queries([text for _, _, text in TOPICS])
+    unchunked = exact_search(queries, mask, whole, depth=16, chunk_vectors=10**9, query_batch=64)
+    for index in (whole, chunked):
+        small = exact_search(queries, mask, index, depth=16, chunk_vectors=7, query_batch=3)
+        assert small.doc_indices.tolist() == unchunked.doc_indices.tolist()
+        assert np.allclose(small.scores, unchunked.scores, atol=1e-3)
