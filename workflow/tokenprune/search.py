@@ -170,7 +170,9 @@ def ann_search(
 
     faiss.extract_index_ivf(ann).nprobe = nprobe
     if faiss_backend() == "faiss-gpu":
-        ann = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, ann)  # keeps nprobe
+        # The GPU this job claimed (see tokenprune.devices), not always the first one.
+        gpu = queries.device.index if queries.device.type == "cuda" and queries.device.index is not None else 0
+        ann = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, ann)  # keeps nprobe
     count, length, dim = queries.shape
     tokens = queries.float().cpu().numpy().reshape(count * length, dim)
     _, vector_ids = ann.search(tokens, candidates_per_token)
