@@ -96,4 +96,6 @@ def claim_cuda_device(lock_dir: str | Path | None = None) -> torch.device:
     names = [f"gpu-{torch.cuda.get_device_properties(i).uuid}" for i in range(count)]
     position = claim_slot(names, lock_dir or default_lock_dir())
     log.info("using GPU %d of %d (%s)", position, count, names[position])
+    # Also the default device, so that libraries allocating on "cuda" land on the claimed GPU.
+    torch.cuda.set_device(position)
     return torch.device(f"cuda:{position}")
