@@ -159,6 +159,15 @@ def test_empty_corpus(tmp_path: Path, tokenizer) -> None:
     assert_no_output(tmp_path / "out")
 
 
+def test_empty_passages_are_named_and_kept(tmp_path: Path, tokenizer, caplog) -> None:
+    documents = [*TINY_DOCUMENTS, {"_id": "d4", "title": "", "text": "  "}, {"_id": "d5", "title": "", "text": ""}]
+    folder = write_beir_folder(tmp_path / "empty-passages", documents, TINY_QUERIES, TINY_QRELS)
+    with caplog.at_level(logging.WARNING):
+        stats = prepare(folder, tmp_path / "out", tokenizer)
+    assert "2 documents have no text (e.g. 'd4', 'd5')" in caplog.text
+    assert stats["empty_documents"] == 2 and stats["documents"] == 5
+
+
 def test_unmapped_relevance_code(tiny_beir: Path, tmp_path: Path, tokenizer) -> None:
     with pytest.raises(TokenpruneError, match=r"relevance code 2 is not in relevance_gain \(mapped codes: \[0, 1\]\)"):
         prepare(tiny_beir, tmp_path / "out", tokenizer, relevance_gain={"0": 0, "1": 1})

@@ -49,11 +49,11 @@ def _length_summary(lengths: list[int], max_length: int | None) -> dict[str, Any
 
 def _write_corpus(
     source: CollectionSource, path: Path, tokenizer: Any, batch_size: int
-) -> tuple[set[str], list[int], int]:
-    """Stream documents to parquet, batch by batch; return ids, token lengths and the empty count."""
+) -> tuple[set[str], list[int], list[str]]:
+    """Stream documents to parquet, batch by batch; return ids, token lengths and the ids of empty documents."""
     seen: set[str] = set()
     lengths: list[int] = []
-    empty = 0
+    empty: list[str] = []
     batch: list[Document] = []
     with pq.ParquetWriter(path, CORPUS_SCHEMA, compression="zstd") as writer:
 
@@ -68,7 +68,8 @@ def _write_corpus(
             if document.doc_id in seen:
                 raise TokenpruneError(f"{source.description}: duplicate document id {document.doc_id!r}")
             seen.add(document.doc_id)
-            empty += not document.text
+            if not document.text.strip():
+                empty.append(document.doc_id)
             batch.append(document)
             if len(batch) == batch_size:
                 flush()
@@ -123,12 +124,16 @@ def prepare_dataset(
             source, staging / "corpus.parquet", tokenizer, batch_size
         )
         if empty_documents:
-            log.warning("%s: %d documents have no text", source.description, empty_documents)
+            # Kept, not refused: real collections (BEIR among them) hold a few.
+            log.warning(
+                "%s: %d documents have no text (e.g. %s); they are kept, with only [CLS] [D] [SEP] to match on",
+                source.description, len(empty_documents), ", ".join(map(repr, empty_documents[:5])),
+            )  # fmt: skip
         stats: dict[str, Any] = {
             "dataset": spec.name,
             "source": source.description,
             "documents": len(doc_ids),
-            "empty_documents": empty_documents,
+            "empty_documents": len(empty_documents),
             "passage_tokens": _length_summary(passage_lengths, passage_max_length),
             "relevance_gain": {str(code): gain for code, gain in (spec.relevance_gain or {}).items()} or None,
             "splits": {},
