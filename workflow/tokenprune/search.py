@@ -1,8 +1,9 @@
 """Ranking passages by MaxSim over a pruned index: exact brute force, or faiss ANN + exact re-rank.
 
-Exact search streams the index in chunks of vectors: one matrix product gives
-every query token's similarity to every vector of the chunk, and a
-``scatter_reduce`` takes the per-document maximum, so no Python loop runs per
+Exact search streams the index in chunks of whole documents: the chunk's
+documents are padded to a common width, one matrix product gives every query
+token's similarity to every vector of the chunk, and a masked maximum over
+the padded axis gives the per-document maximum, so no Python loop runs per
 document and memory stays bounded by the chunk size.
 """
 
@@ -30,15 +31,37 @@ class Ranking:
     doc_indices: np.ndarray
 
 
-def _maxsim_chunk(
-    queries: torch.Tensor, query_mask: torch.Tensor, vectors: torch.Tensor, owner: torch.Tensor, documents: int
-) -> torch.Tensor:
-    """MaxSim of every query against the ``documents`` that own ``vectors`` (``owner`` = local document index)."""
+def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lay the consecutive documents of ``vectors`` out as ``[documents, width, dim]`` with a validity mask.
+
+    ``lengths[d]`` rows of ``vectors`` belong to document ``d``, in order.
+    Pruned documents all hold about k vectors, so the padding is small.
+    """
+    documents = lengths.numel()
+    width = max(int(lengths.max()) if documents else 0, 1)
+    starts = torch.cumsum(lengths, 0) - lengths
+    slots = torch.arange(width, device=vectors.device)
+    valid = slots[None, :] < lengths[:, None]
+    rows = (starts[:, None] + slots[None, :]).clamp(max=max(vectors.shape[0] - 1, 0))
+    padded = vectors[rows] if vectors.shape[0] else vectors.new_zeros((documents, width, vectors.shape[1]))
+    return padded, valid
+
+
+def _maxsim_chunk(queries: torch.Tensor, query_mask: torch.Tensor, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """MaxSim of every query against consecutive documents holding ``lengths`` rows of ``vectors`` each.
+
+    One matrix product against the documents padded to a common width, then a
+    masked maximum over the last (contiguous) axis: much faster than a
+    per-vector scatter of maxima, on the CPU especially.
+    """
     count, length, dim = queries.shape
-    similarity = queries.reshape(count * length, dim) @ vectors.T
-    best = torch.full((count * length, documents), float("-inf"), device=vectors.device, dtype=similarity.dtype)
-    best.scatter_reduce_(1, owner.expand(count * length, -1), similarity, reduce="amax", include_self=True)
-    best = best.reshape(count, length, documents).float()
+    padded, valid = pad_documents(vectors, lengths)
+    documents, width, _ = padded.shape
+    similarity = (queries.reshape(count * length, dim) @ padded.reshape(documents * width, dim).T).reshape(
+        count * length, documents, width
+    )
+    similarity.masked_fill_(~valid[None], float("-inf"))
+    best = similarity.amax(dim=-1).reshape(count, length, documents).float()
     # A document with no vector at all keeps -inf per token; it can only rank last.
     best = torch.where(query_mask[:, :, None], best, torch.zeros_like(best))
     return best.sum(dim=1)
@@ -61,7 +84,7 @@ def exact_search(
     index: PrunedIndex,
     depth: int = 1000,
     *,
-    chunk_vectors: int = 65536,
+    chunk_vectors: int | None = None,
     query_batch: int = 64,
 ) -> Ranking:
     """Brute-force MaxSim of every query against every document of ``index``.
@@ -77,12 +100,17 @@ def exact_search(
         Documents returned per query.
     chunk_vectors
         Index vectors per chunk; with ``query_batch`` it bounds memory to
-        ``query_batch × length × chunk_vectors`` similarities.
+        about ``query_batch × length × chunk_vectors`` similarities. Default:
+        65,536 on a GPU (large products), 2,048 on the CPU, where the
+        similarities of a chunk then stay in cache (1.6× faster on SciFact than
+        65,536, benchmarks/README.md).
     query_batch
         Queries scored together.
     """
     device = queries.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if chunk_vectors is None:
+        chunk_vectors = 65536 if device.type == "cuda" else 2048
     offsets = index.offsets
     depth = min(depth, len(index))
     count = queries.shape[0]
@@ -93,10 +121,9 @@ def exact_search(
         start, stop = int(offsets[first]), int(offsets[last])
         vectors = torch.from_numpy(np.array(index.vectors[start:stop])).to(device).to(dtype)
         lengths = torch.from_numpy(np.diff(offsets[first : last + 1])).to(device)
-        owner = torch.repeat_interleave(torch.arange(last - first, device=device), lengths)[None, :]
         chunk_scores = torch.cat(
             [
-                _maxsim_chunk(queries[q : q + query_batch].to(dtype), query_mask[q : q + query_batch], vectors, owner, last - first)
+                _maxsim_chunk(queries[q : q + query_batch].to(dtype), query_mask[q : q + query_batch], vectors, lengths)
                 for q in range(0, count, query_batch)
             ]
         )
@@ -189,10 +216,8 @@ def ann_search(
         starts, stops = index.offsets[candidates], index.offsets[candidates + 1]
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         vectors = torch.from_numpy(np.asarray(index.vectors[rows], dtype=np.float32)).to(queries.device)
-        owner = torch.repeat_interleave(
-            torch.arange(candidates.size, device=queries.device), torch.from_numpy(stops - starts).to(queries.device)
-        )[None, :]
-        candidate_scores = _maxsim_chunk(queries[q : q + 1].float(), query_mask[q : q + 1], vectors, owner, candidates.size)[0]
+        lengths = torch.from_numpy(stops - starts).to(queries.device)
+        candidate_scores = _maxsim_chunk(queries[q : q + 1].float(), query_mask[q : q + 1], vectors, lengths)[0]
         top = candidate_scores.topk(min(depth, candidates.size))
         scores[q, : top.values.numel()] = top.values.cpu().numpy()
         indices[q, : top.values.numel()] = candidates[top.indices.cpu().numpy()]
