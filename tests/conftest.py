@@ -59,3 +59,27 @@ TINY_QRELS = {"train": [("q1", "d1", 1), ("q2", "d2", 1)], "test": [("q3", "d3",
 @pytest.fixture()
 def tiny_beir(tmp_path: Path) -> Path:
     return write_beir_folder(tmp_path / "tiny", TINY_DOCUMENTS, TINY_QUERIES, TINY_QRELS)
+
+
+# Eight topics, each with a relevant passage and an unrelated one; four train queries, four test queries.
+TOPICS = [
+    ("Aspirin", "Aspirin reduces the risk of heart attacks in adults with cardiovascular disease.", "does aspirin prevent heart attacks"),
+    ("Vitamin", "Vitamin C supplements do not cure the common cold but may shorten it.", "vitamin c and colds"),
+    ("Sleep", "Adults need about seven hours of sleep each night for good health.", "how much sleep do adults need"),
+    ("Coffee", "Moderate coffee drinking is associated with lower mortality.", "is coffee bad for health"),
+    ("Exercise", "Regular aerobic exercise lowers blood pressure in hypertensive patients.", "exercise and blood pressure"),
+    ("Smoking", "Smoking tobacco is the leading cause of lung cancer worldwide.", "what causes lung cancer"),
+    ("Sugar", "High sugar intake increases the risk of type 2 diabetes.", "sugar and diabetes risk"),
+    ("Vaccine", "Measles vaccination provides long lasting immunity in children.", "measles vaccine immunity"),
+]
+
+
+def write_topics_collection(folder: Path) -> Path:
+    """The 8 topics as a BEIR folder: 16 passages (each topic's and an unrelated one), train q0–q3, test q4–q7."""
+    documents, queries, qrels = [], [], {"train": [], "test": []}
+    for i, (title, text, query) in enumerate(TOPICS):
+        documents.append({"_id": f"d{i}", "title": title, "text": text})
+        documents.append({"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."})
+        queries.append({"_id": f"q{i}", "text": query})
+        qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
+    return write_beir_folder(folder, documents, queries, qrels)

@@ -24,8 +24,7 @@ from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.negatives import mine_bm25_negatives
 from tokenprune.search import exact_search
 
-from conftest import REPO, write_beir_folder
-from test_workflow import TOPICS
+from conftest import REPO, TOPICS, write_topics_collection
 
 MODEL_CONFIG = json.dumps({"dim": 16, "passage_max_length": 32, "query_max_length": 16})
 
@@ -34,13 +33,7 @@ MODEL_CONFIG = json.dumps({"dim": 16, "passage_max_length": 32, "query_max_lengt
 def collection(tmp_path_factory, tokenizer) -> dict[str, Path]:
     """The tiny study's 16 passages (8 topics + 8 distractors), prepared, with BM25 triples."""
     folder = tmp_path_factory.mktemp("reliability")
-    documents, queries, qrels = [], [], {"train": [], "test": []}
-    for i, (title, text, query) in enumerate(TOPICS):
-        documents += [{"_id": f"d{i}", "title": title, "text": text},
-                      {"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."}]  # fmt: skip
-        queries.append({"_id": f"q{i}", "text": query})
-        qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
-    beir = write_beir_folder(folder / "beir", documents, queries, qrels)
+    beir = write_topics_collection(folder / "beir")
     spec = DatasetSpec.from_config("tiny", {"beir_folder": str(beir), "splits": ["train", "test"]})
     prepare_dataset(spec, open_collection(spec, None, folder / "irds"), folder / "data", tokenizer)
     mine_bm25_negatives(PreparedDataset(folder / "data"), "train", folder / "triples.parquet", negatives_per_query=2)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, write_beir_folder
+from conftest import REPO, write_topics_collection
 
 
 def dry_run(workdir: Path, config_overrides: dict | None = None) -> None:
@@ -114,28 +114,9 @@ def test_typo_in_config_fails_at_dry_run(tmp_path: Path) -> None:
         dry_run(tmp_path, {"strategies": ["atention"]})
 
 
-# Eight topics, each with a relevant passage and an unrelated one; four train queries, four test queries.
-TOPICS = [
-    ("Aspirin", "Aspirin reduces the risk of heart attacks in adults with cardiovascular disease.", "does aspirin prevent heart attacks"),
-    ("Vitamin", "Vitamin C supplements do not cure the common cold but may shorten it.", "vitamin c and colds"),
-    ("Sleep", "Adults need about seven hours of sleep each night for good health.", "how much sleep do adults need"),
-    ("Coffee", "Moderate coffee drinking is associated with lower mortality.", "is coffee bad for health"),
-    ("Exercise", "Regular aerobic exercise lowers blood pressure in hypertensive patients.", "exercise and blood pressure"),
-    ("Smoking", "Smoking tobacco is the leading cause of lung cancer worldwide.", "what causes lung cancer"),
-    ("Sugar", "High sugar intake increases the risk of type 2 diabetes.", "sugar and diabetes risk"),
-    ("Vaccine", "Measles vaccination provides long lasting immunity in children.", "measles vaccine immunity"),
-]
-
-
 def tiny_study(folder: Path) -> Path:
     """A BEIR folder and a config for a study that runs in a minute or two on a CPU."""
-    documents, queries, qrels = [], [], {"train": [], "test": []}
-    for i, (title, text, query) in enumerate(TOPICS):
-        documents.append({"_id": f"d{i}", "title": title, "text": text})
-        documents.append({"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."})
-        queries.append({"_id": f"q{i}", "text": query})
-        qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
-    data = write_beir_folder(folder / "collection", documents, queries, qrels)
+    data = write_topics_collection(folder / "collection")
     config = {
         "datasets": {"tiny": {"beir_folder": str(data), "splits": ["train", "test"]}},
         "train": {"dataset": "tiny", "split": "train"},

@@ -61,6 +61,13 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def boundaries(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``[0, c0, c0 + c1, …]``: where each of consecutive runs of ``counts`` items starts, plus the total."""
+    bounds = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    return bounds
+
+
 def shard_ranges(documents: int, shards: int, chunk_documents: int) -> list[tuple[int, int]]:
     """Contiguous document ranges ``[start, stop)``, one per shard, covering ``documents``.
 
@@ -140,7 +147,7 @@ def build_index(
     first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
     use_half = model.device.type == "cuda"
-    documents = unpruned = 0
+    unpruned = 0
     per_document: list[int] = []
     with atomic_directory(output) as staging:
         with (
@@ -180,10 +187,7 @@ def build_index(
                     position_file.write(doc_positions.tobytes())
                     id_file.write(doc_id + "\n")
                     per_document.append(len(doc_vectors))
-                documents += len(doc_ids)
-        offsets = np.zeros(documents + 1, dtype=np.int64)
-        np.cumsum(per_document, out=offsets[1:])
-        np.save(staging / "offsets.npy", offsets)
+        np.save(staging / "offsets.npy", boundaries(per_document))
         component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
         selection = {"strategy": model.config.strategy, "k": model.config.k, "dim": model.config.dim}
         stats = _index_stats(selection, per_document, unpruned, component_bytes)
@@ -255,9 +259,7 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
             manifest["shards"].append(
                 {"folder": folder.as_posix(), "documents": shard.stats["documents"], "vectors": shard.stats["vectors"]}
             )
-        offsets = np.zeros(len(per_document) + 1, dtype=np.int64)
-        np.cumsum(per_document, out=offsets[1:])
-        np.save(staging / "offsets.npy", offsets)
+        np.save(staging / "offsets.npy", boundaries(per_document))
         with open(staging / "doc_ids.txt", "w", encoding="utf-8") as id_file:
             for shard in shards:
                 id_file.writelines(doc_id + "\n" for doc_id in shard.doc_ids)
@@ -284,8 +286,7 @@ class ConcatenatedVectors:
 
     def __init__(self, parts: Sequence[np.ndarray]) -> None:
         self.parts = list(parts)
-        self.starts = np.zeros(len(self.parts) + 1, dtype=np.int64)
-        np.cumsum([len(part) for part in self.parts], out=self.starts[1:])
+        self.starts = boundaries([len(part) for part in self.parts])
         self.dim = self.parts[0].shape[1]
         self.dtype = self.parts[0].dtype
 
@@ -330,7 +331,7 @@ class PrunedIndex:
         self.folder = Path(self.folder)
         if not (self.folder / STATS_FILE).is_file():
             raise TokenpruneError(f"{str(self.folder)!r} is not an index (no {STATS_FILE}); run 'tokenprune index' first")
-        expected_rows = [shard["vectors"] for shard in self.manifest["shards"]] if self.is_sharded else [self.stats["vectors"]]
+        expected_rows = [shard["vectors"] for shard in self.manifest["shards"]]
         if sum(expected_rows) != self.stats["vectors"]:
             raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: {MANIFEST_FILE} does not match {STATS_FILE}")
         for folder, rows in zip(self.vector_folders, expected_rows, strict=True):
@@ -376,9 +377,7 @@ class PrunedIndex:
     @cached_property
     def shard_documents(self) -> np.ndarray:
         """Document boundaries of the shards: shard ``s`` owns documents ``[b[s], b[s+1])``."""
-        bounds = np.zeros(len(self.vector_folders) + 1, dtype=np.int64)
-        np.cumsum([shard["documents"] for shard in self.manifest["shards"]], out=bounds[1:])
-        return bounds
+        return boundaries([shard["documents"] for shard in self.manifest["shards"]])
 
     def component_files(self, name: str) -> list[Path]:
         """One per-vector file (``vectors.f16``, ``token_ids.i32``, ``positions.i16``) per shard, in order."""

@@ -62,16 +62,13 @@ def _diagnostic_arrays(index: PrunedIndex, name: str, dtype: type[np.generic]) -
 def count_kept_tokens(index_dir: str | Path) -> KeptTokens:
     """Count kept vectors per passage position and per token id in one index folder (single or sharded)."""
     index = PrunedIndex(Path(index_dir))
-    position_counts = np.zeros(1, dtype=np.int64)
+    per_shard = []
     for positions in _diagnostic_arrays(index, "positions.i16", np.int16):
         if len(positions) and positions.min() < 0:
             raise TokenpruneError(f"index {str(index.folder)!r} is corrupted: negative positions in positions.i16")
-        counts = np.bincount(positions.astype(np.int64), minlength=1)
-        if len(counts) > len(position_counts):
-            counts[: len(position_counts)] += position_counts
-            position_counts = counts
-        else:
-            position_counts[: len(counts)] += counts
+        per_shard.append(np.bincount(positions.astype(np.int64), minlength=1))
+    width = max(map(len, per_shard))
+    position_counts = sum(np.pad(counts, (0, width - len(counts))) for counts in per_shard)
     token_counts: Counter[int] = Counter()
     vectors = 0
     for token_ids in _diagnostic_arrays(index, "token_ids.i32", np.int32):
