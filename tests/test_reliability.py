@@ -111,8 +111,9 @@ def test_chunked_encoding_and_search_equal_the_unchunked_path(collection, tmp_pa
     torch.manual_seed(0)
     model = ColBERT.from_backbone(ColBERTConfig(strategy="attention", k=5, dim=16, passage_max_length=32)).eval()
     dataset = PreparedDataset(collection["data"])
-    build_index(model, dataset, tmp_path / "whole", batch_size=64, chunk_documents=4096)
-    build_index(model, dataset, tmp_path / "chunked", batch_size=2, chunk_documents=3)  # 16 documents: 6 chunks
+    # fp32: in bf16, other batch widths round differently (by up to ~1e-2), which would hide a chunking bug.
+    build_index(model, dataset, tmp_path / "whole", batch_size=64, chunk_documents=4096, precision="fp32")
+    build_index(model, dataset, tmp_path / "chunked", batch_size=2, chunk_documents=3, precision="fp32")  # 6 chunks of 16 documents
     whole, chunked = PrunedIndex(tmp_path / "whole"), PrunedIndex(tmp_path / "chunked")
     assert chunked.doc_ids == whole.doc_ids and chunked.offsets.tolist() == whole.offsets.tolist()
     assert np.allclose(np.asarray(chunked.vectors, np.float32), np.asarray(whole.vectors, np.float32), atol=2e-3)

@@ -48,7 +48,8 @@ def indexes(corpus, tmp_path_factory) -> dict[str, PrunedIndex]:
     folder = tmp_path_factory.mktemp("indexes")
     built = {}
     for name, strategy, k in [("none", "none", None), ("first10", "first", 10), ("attention10", "attention", 10)]:
-        build_index(small_model(strategy, k), corpus, folder / name, batch_size=5, chunk_documents=16)
+        # fp32: these tests compare with the model's own fp32 encodings and a naive MaxSim.
+        build_index(small_model(strategy, k), corpus, folder / name, batch_size=5, chunk_documents=16, precision="fp32")
         built[name] = PrunedIndex(folder / name)
     return built
 

@@ -108,7 +108,13 @@ def test_merge_refuses_gaps_and_mixed_models(unsharded_and_sharded, corpus, tmp_
     build_index(small_model("first", 6), corpus, other, batch_size=3, chunk_documents=CHUNK, document_range=(12, 24))
     with pytest.raises(TokenpruneError, match="has strategy='first' but .* has 'attention': all shards must come from one model"):
         merge_index_shards([shards[0], other, shards[2]], tmp_path / "mixed")
-    assert not (tmp_path / "gap").exists() and not (tmp_path / "mixed").exists()
+    precision = json.loads((shards[0] / "index_stats.json").read_text())["encoding_precision"]
+    other_precision = "bf16" if precision == "fp32" else "fp32"
+    build_index(small_model("attention", 6), corpus, tmp_path / "other_precision", batch_size=3, chunk_documents=CHUNK,
+                document_range=(12, 24), precision=other_precision)  # fmt: skip
+    with pytest.raises(TokenpruneError, match=f"has encoding_precision='{other_precision}' but .* has '{precision}'"):
+        merge_index_shards([shards[0], tmp_path / "other_precision", shards[2]], tmp_path / "mixed_precision")
+    assert not any((tmp_path / name).exists() for name in ("gap", "mixed", "mixed_precision"))
 
 
 def test_truncated_shard_is_detected(unsharded_and_sharded, tmp_path) -> None:

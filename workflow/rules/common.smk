@@ -130,7 +130,8 @@ def index_command(shard_arguments=""):
     """The shell command of one index job; shard jobs add --shard/--shards."""
     return (
         "tokenprune index --model {input.model} --data {input.data} --batch-size {params.batch_size}"
-        f" --chunk-documents {{params.chunk_documents}}{shard_arguments} --threads {{threads}}"
+        f" --chunk-documents {{params.chunk_documents}}{shard_arguments} --precision {{params.precision}}"
+        " --threads {threads}"
         " --output {output} > {log} 2>&1"
     )
 

@@ -21,6 +21,7 @@ rule index:
     params:
         batch_size=INDEXING["batch_size"],
         chunk_documents=INDEXING["chunk_documents"],
+        precision=INDEXING["precision"],
     shell:
         index_command()
 
@@ -48,6 +49,7 @@ rule index_shard:
     params:
         batch_size=INDEXING["batch_size"],
         chunk_documents=INDEXING["chunk_documents"],
+        precision=INDEXING["precision"],
         shards=lambda wildcards: index_shards(wildcards.corpus),
     shell:
         index_command(" --shard {wildcards.shard} --shards {params.shards}")

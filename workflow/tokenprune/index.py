@@ -45,6 +45,7 @@ from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
 from tokenprune.model import ColBERT
+from tokenprune.precision import autocast, resolve_precision
 
 STATS_FILE = "index_stats.json"
 MANIFEST_FILE = "manifest.json"
@@ -124,6 +125,7 @@ def build_index(
     batch_size: int = 64,
     chunk_documents: int = 4096,
     document_range: tuple[int, int] | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Encode a corpus (or one shard of it) with the model's selection layer and write the index folder atomically.
 
@@ -143,10 +145,14 @@ def build_index(
         Encode only documents ``[start, stop)`` (a shard, see
         :func:`shard_ranges`); ``start`` should be a multiple of
         ``chunk_documents`` for the shard to batch exactly as the whole corpus does.
+    precision
+        The encoder's precision (:mod:`tokenprune.precision`; ``auto``: fp16
+        on GPU, bf16 on CPUs with native bf16, else fp32). Vectors are stored
+        as fp16 whatever it is.
     """
     first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
-    use_half = model.device.type == "cuda"
+    precision = resolve_precision(precision, model.device, "encoding")
     unpruned = 0
     per_document: list[int] = []
     with atomic_directory(output) as staging:
@@ -166,7 +172,7 @@ def build_index(
                 unpruned += int(baseline.sum())
                 for batch in length_sorted_batches(lengths, batch_size):
                     width = max(lengths[i] for i in batch)
-                    with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_half):
+                    with autocast(model.device, precision):
                         encoded = model.encode_passage_ids(input_ids[batch, :width], attention_mask[batch, :width])
                     counts = encoded.mask.sum(dim=1).tolist()
                     # Prune on the device, then copy only the kept vectors back.
@@ -192,6 +198,7 @@ def build_index(
         selection = {"strategy": model.config.strategy, "k": model.config.k, "dim": model.config.dim}
         stats = _index_stats(selection, per_document, unpruned, component_bytes)
         stats["document_range"] = [first_document, end_document]
+        stats["encoding_precision"] = precision
         write_json(staging / STATS_FILE, stats)
     return stats
 
@@ -235,11 +242,11 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
         stats = shard.stats
         if shard.is_sharded:
             raise TokenpruneError(f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves")
-        for key in ("strategy", "k", "dim"):
-            if stats[key] != first[key]:
+        for key in ("strategy", "k", "dim", "encoding_precision"):
+            if stats.get(key) != first.get(key):
                 raise TokenpruneError(
-                    f"shard {str(shard.folder)!r} has {key}={stats[key]!r} but {str(shards[0].folder)!r} has {first[key]!r}: "
-                    "all shards must come from one model"
+                    f"shard {str(shard.folder)!r} has {key}={stats.get(key)!r} but {str(shards[0].folder)!r} has "
+                    f"{first.get(key)!r}: all shards must come from one model, encoded alike"
                 )
         start, stop = stats.get("document_range", [expected_start, expected_start + stats["documents"]])
         if start != expected_start or stop - start != stats["documents"]:
@@ -271,6 +278,7 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
             sum(shard.stats["unpruned_tokens"] for shard in shards),
             component_bytes,
         )
+        stats["encoding_precision"] = first.get("encoding_precision")
         stats["shards"] = len(shards)
         write_json(staging / MANIFEST_FILE, manifest)
         write_json(staging / STATS_FILE, stats)

@@ -5,7 +5,7 @@ scores every query against all ``2 × batch_size`` passages of the batch with
 MaxSim over the *kept* passage vectors, and minimises the cross-entropy of the
 query's own positive: its hard negative and the other queries' passages are
 the negatives. AdamW, linear warm-up then linear decay to zero, gradient
-clipping, bf16 autocast on GPU.
+clipping; bf16 autocast where the hardware has it (:mod:`tokenprune.precision`).
 
 A step's batch and dropout noise are pure functions of (seed, step), so a run
 resumed from a checkpoint continues exactly where it stopped.
@@ -33,6 +33,7 @@ from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, atomic_file
 from tokenprune.model import ColBERT, maxsim
+from tokenprune.precision import PRECISIONS, autocast, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class TrainingSettings:
     max_grad_norm: float = 1.0
     checkpoint_every: int = 50
     log_every: int = 10
+    precision: str = "auto"
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -66,6 +68,8 @@ class TrainingSettings:
             raise TokenpruneError(f"training.learning_rate must be positive, got {self.learning_rate!r}")
         if self.warmup_steps < 0:
             raise TokenpruneError(f"training.warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.precision not in PRECISIONS:
+            raise TokenpruneError(f"training.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
     def from_config(cls, section: dict[str, Any], seed: int) -> TrainingSettings:
@@ -257,13 +261,17 @@ def train(
     log_path = checkpoint_dir / LOSS_LOG_FILE
     fingerprint = _fingerprint(model, settings)
     device = model.device
+    precision = resolve_precision(settings.precision, device, "training")
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    # The fused kernel updates all parameters in one pass (on the CPU too: a fifth of the foreach time).
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=device.type in ("cpu", "cuda")
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, settings.warmup_steps, settings.steps)
     )
     start = 0
-    summary: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads()}
+    summary: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "precision": precision}
     if checkpoint_path.is_file():
         state = _load_checkpoint(checkpoint_path, model, fingerprint)
         model.load_state_dict(state["model"])
@@ -278,7 +286,6 @@ def train(
     summary["resumed_from"] = start
     rows = _read_loss_log(log_path, start)
 
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         # Saturated softmax gradients underflow to denormals, which are very slow on x86 CPUs.
         torch.set_flush_denormal(True)
@@ -295,7 +302,7 @@ def train(
         # Dropout noise as a function of (seed, step) makes a resumed run identical to an uninterrupted one.
         torch.manual_seed(settings.seed * 1_000_003 + step)
         queries, positives, negatives = sampler.batch(step)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(device, precision):
             loss = contrastive_loss(model, queries, positives, negatives)
         if not torch.isfinite(loss):
             raise TokenpruneError(f"loss became {loss.item()} at step {step + 1}; lower training.learning_rate")

@@ -204,7 +204,10 @@ def _train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = ColBERT.from_backbone(config, idf=load_idf(args.idf) if args.idf else None).to(device)
     sampler = TripleSampler(args.triples, PreparedDataset(args.data), args.split, settings.batch_size, settings.seed)
-    log.info("training %s (k=%s) for %d steps on %d triples, device %s", config.strategy, config.k, settings.steps, len(sampler), model.device)
+    log.info(
+        "training %s (k=%s) for %d steps on %d triples, device %s, precision %s",
+        config.strategy, config.k, settings.steps, len(sampler), model.device, settings.precision,
+    )  # fmt: skip
     summary = train(model, sampler, settings, args.checkpoint_dir)
     save_trained(model, summary, settings, args.output)
     log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
@@ -235,6 +238,9 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-documents", type=int, default=4096, help="Documents read and length-sorted together.")
     parser.add_argument("--shards", type=int, default=1, help="Split the corpus into this many shards ...")
     parser.add_argument("--shard", type=int, default=0, help="... and encode only this one (0-based); merge with merge-index.")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (fp16 on GPU, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
+    )
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
 
@@ -255,11 +261,12 @@ def _index(args: argparse.Namespace) -> None:
     document_range = shard_ranges(dataset.documents, args.shards, args.chunk_documents)[args.shard]
     model = ColBERT.load(args.model, device=_compute_device(args))
     stats = build_index(
-        model, dataset, args.output, batch_size=args.batch_size, chunk_documents=args.chunk_documents, document_range=document_range
-    )
+        model, dataset, args.output, batch_size=args.batch_size, chunk_documents=args.chunk_documents,
+        document_range=document_range, precision=args.precision,
+    )  # fmt: skip
     log.info(
-        "documents [%d, %d): %d vectors (%.1f%% of the unpruned tokens), %.1f MiB",
-        *document_range, stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"],
+        "documents [%d, %d): %d vectors (%.1f%% of the unpruned tokens), %.1f MiB, encoded in %s",
+        *document_range, stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"], stats["encoding_precision"],
     )  # fmt: skip
 
 
