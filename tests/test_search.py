@@ -15,7 +15,8 @@ from tokenprune.data.sources import open_collection
 from tokenprune.evaluation import evaluate_run, parse_measures
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, ColBERTConfig
-from tokenprune.search import ann_search, build_ann_index, exact_search, write_trec_run
+from tokenprune import search as search_module
+from tokenprune.search import PackedQueries, _maxsim_chunk, ann_search, build_ann_index, exact_search, write_trec_run
 
 from conftest import write_beir_folder
 
@@ -118,6 +119,30 @@ def test_exact_search_equals_a_naive_reference(indexes, chunk_vectors) -> None:
     ranking = exact_search(queries, query_mask, index, depth=20, chunk_vectors=chunk_vectors, query_batch=3)
     assert ranking.doc_indices.tolist() == expected_order
     assert np.allclose(ranking.scores, expected_scores, atol=1e-4)
+
+
+def test_exact_search_merging_blocks_of_chunks_equals_the_naive_reference(indexes, monkeypatch) -> None:
+    index = indexes["first10"]
+    # Room for 7 documents' scores per query: the top 5 is merged after about every chunk of 25 vectors.
+    monkeypatch.setattr(search_module, "SCORE_BUFFER", 7 * 4)
+    generator = torch.Generator().manual_seed(4)
+    queries = torch.randn(4, 5, 16, generator=generator)
+    query_mask = torch.ones(4, 5, dtype=torch.bool)
+    query_mask[2, 1] = False  # a hole, not only trailing padding
+    expected_order, expected_scores = naive_ranking(queries, query_mask, index, depth=5)
+    ranking = exact_search(queries, query_mask, index, depth=5, chunk_vectors=25, query_batch=3)
+    assert ranking.doc_indices.tolist() == expected_order
+    assert np.allclose(ranking.scores, expected_scores, atol=1e-4)
+
+
+def test_maxsim_of_padded_documents_ignores_the_padding_and_ranks_empty_documents_last() -> None:
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0], [3.0, 1.0]])
+    lengths = torch.tensor([2, 0, 1, 1])  # document 1 has no vector
+    queries = torch.tensor([[[1.0, 1.0], [0.0, -1.0], [5.0, 5.0]]])
+    packed = PackedQueries.pack(queries, torch.tensor([[True, True, False]]))
+    scores = _maxsim_chunk(packed, vectors, lengths)[0].tolist()
+    # d0: max(1, 2) + max(0, -2); d2: -2 + 1; d3: 4 + -1. Padding repeats d2's and d3's vector: no change.
+    assert scores == [2.0, float("-inf"), -1.0, 3.0]
 
 
 def test_depth_beyond_the_corpus_returns_every_document(indexes) -> None:

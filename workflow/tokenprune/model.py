@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenprune.attention import last_layer_attention, last_self_attention, register_attention, use_parallel_dropout
 from tokenprune.backbone import load_tokenizer, resolve_backbone
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
@@ -199,15 +200,16 @@ class ColBERT(nn.Module):
         )
         self.unused_ids = [index for _, index in unused if index not in (self.query_marker_id, self.document_marker_id)]
         self.selector = make_selector(config.strategy, config.k, idf=idf, unused_ids=self.unused_ids)
+        if self.selector.needs_attention:
+            try:
+                last_self_attention(backbone)
+            except TypeError as error:
+                raise TokenpruneError(f"strategy 'attention' needs a BERT-style backbone: {error}") from None
+        use_parallel_dropout(backbone)
         punctuation = [vocabulary[symbol] for symbol in string.punctuation if symbol in vocabulary]
         self.register_buffer("punctuation_ids", torch.tensor(punctuation, dtype=torch.long), persistent=False)
 
     # ------------------------------------------------------------------ building and saving
-    @staticmethod
-    def _attention_implementation(config: ColBERTConfig) -> str:
-        # Only the attention strategy needs the probabilities, which SDPA does not return.
-        return "eager" if SELECTORS[config.strategy].needs_attention else "sdpa"
-
     @classmethod
     def from_backbone(cls, config: ColBERTConfig, idf: torch.Tensor | None = None) -> ColBERT:
         """A new model on top of a pre-trained backbone, with a randomly initialised projection."""
@@ -218,7 +220,7 @@ class ColBERT(nn.Module):
         transformers_logging.disable_progress_bar()
         location = resolve_backbone(config.backbone)
         try:
-            backbone = AutoModel.from_pretrained(location, attn_implementation=cls._attention_implementation(config))
+            backbone = AutoModel.from_pretrained(location, attn_implementation=register_attention())
         except (OSError, ValueError) as error:
             raise TokenpruneError(f"cannot load backbone {config.backbone!r} ({location}): {error}") from None
         return cls(config, backbone, load_tokenizer(config.backbone), idf=idf)
@@ -262,8 +264,7 @@ class ColBERT(nn.Module):
             payload.pop("format_version", None)
             config = ColBERTConfig.from_dict(payload)
             backbone = AutoModel.from_config(
-                AutoConfig.from_pretrained(directory), attn_implementation=cls._attention_implementation(config)
-            )
+AutoConfig.from_pretrained(directory), attn_implementation=register_attention())
             tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
             idf = load_file(str(directory / IDF_FILE))["idf"] if (directory / IDF_FILE).is_file() else None
             state = load_file(str(directory / WEIGHTS_FILE))
@@ -336,12 +337,12 @@ class ColBERT(nn.Module):
     def encode_passage_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PassageVectors:
         """Encode already tokenised passages and apply the selection layer."""
         needs_attention = self.selector.needs_attention
-        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_attentions=needs_attention)
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=needs_attention)
         batch = PassageBatch(
             input_ids=input_ids,
             attention_mask=attention_mask,
             punctuation=torch.isin(input_ids, self.punctuation_ids),
-            attentions=output.attentions[-1].detach() if needs_attention else None,
+            attentions=last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if needs_attention else None,
         )
         with torch.no_grad():
             keep = self.selector.select(batch, mask_punctuation=self.config.mask_punctuation)

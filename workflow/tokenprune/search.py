@@ -1,10 +1,10 @@
 """Ranking passages by MaxSim over a pruned index: exact brute force, or faiss ANN + exact re-rank.
 
 Exact search streams the index in chunks of whole documents: the chunk's
-documents are padded to a common width, one matrix product gives every query
-token's similarity to every vector of the chunk, and a masked maximum over
-the padded axis gives the per-document maximum, so no Python loop runs per
-document and memory stays bounded by the chunk size.
+documents are padded to a common width (padding repeats a real vector), one
+matrix product gives every real query token's similarity to every vector of
+the chunk, and a maximum over the padded axis gives the per-document maximum,
+so no Python loop runs per document and memory stays bounded by the chunk size.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from tokenprune.io import atomic_file
 
 log = logging.getLogger(__name__)
 
+# Query-document scores held before a top-k merge (float32: 256 MiB).
+SCORE_BUFFER = 1 << 26
+
 
 @dataclass
 class Ranking:
@@ -35,36 +38,51 @@ def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.T
     """Lay the consecutive documents of ``vectors`` out as ``[documents, width, dim]`` with a validity mask.
 
     ``lengths[d]`` rows of ``vectors`` belong to document ``d``, in order.
-    Pruned documents all hold about k vectors, so the padding is small.
+    Padding slots repeat the document's first vector, so a maximum over the
+    padded axis needs no mask (documents without vectors excepted). Pruned
+    documents all hold about k vectors, so the padding is small.
     """
     documents = lengths.numel()
     width = max(int(lengths.max()) if documents else 0, 1)
     starts = torch.cumsum(lengths, 0) - lengths
     slots = torch.arange(width, device=vectors.device)
     valid = slots[None, :] < lengths[:, None]
-    rows = (starts[:, None] + slots[None, :]).clamp(max=max(vectors.shape[0] - 1, 0))
+    rows = (starts[:, None] + torch.where(valid, slots[None, :], 0)).clamp(max=max(vectors.shape[0] - 1, 0))
     padded = vectors[rows] if vectors.shape[0] else vectors.new_zeros((documents, width, vectors.shape[1]))
     return padded, valid
 
 
-def _maxsim_chunk(queries: torch.Tensor, query_mask: torch.Tensor, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+@dataclass
+class PackedQueries:
+    """The query tokens that count, without padding: ``vectors[t]`` belongs to query ``owner[t]``."""
+
+    vectors: torch.Tensor
+    owner: torch.Tensor
+    count: int
+
+    @classmethod
+    def pack(cls, queries: torch.Tensor, query_mask: torch.Tensor) -> PackedQueries:
+        """From ``[queries, length, dim]`` vectors and the mask of tokens that count."""
+        mask = query_mask.to(queries.device).bool()
+        owner = torch.arange(queries.shape[0], device=queries.device)[:, None].expand_as(mask)
+        return cls(vectors=queries[mask], owner=owner[mask], count=queries.shape[0])
+
+
+def _maxsim_chunk(queries: PackedQueries, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """MaxSim of every query against consecutive documents holding ``lengths`` rows of ``vectors`` each.
 
-    One matrix product against the documents padded to a common width, then a
-    masked maximum over the last (contiguous) axis: much faster than a
-    per-vector scatter of maxima, on the CPU especially.
+    One matrix product of the packed query tokens (no padded query rows)
+    against the documents padded to a common width, a maximum over the last
+    (contiguous) axis, then each token's maxima added to its query's scores:
+    much faster than a per-vector scatter of maxima, on the CPU especially.
     """
-    count, length, dim = queries.shape
     padded, valid = pad_documents(vectors, lengths)
-    documents, width, _ = padded.shape
-    similarity = (queries.reshape(count * length, dim) @ padded.reshape(documents * width, dim).T).reshape(
-        count * length, documents, width
-    )
-    similarity.masked_fill_(~valid[None], float("-inf"))
-    best = similarity.amax(dim=-1).reshape(count, length, documents).float()
-    # A document with no vector at all keeps -inf per token; it can only rank last.
-    best = torch.where(query_mask[:, :, None], best, torch.zeros_like(best))
-    return best.sum(dim=1)
+    documents, width, dim = padded.shape
+    similarity = (queries.vectors @ padded.reshape(documents * width, dim).T).reshape(-1, documents, width)
+    best = similarity.amax(dim=-1).float()
+    scores = torch.zeros((queries.count, documents), device=best.device).index_add_(0, queries.owner, best)
+    # A document with no vector at all can only rank last.
+    return scores.masked_fill_(lengths[None, :] == 0, float("-inf"))
 
 
 def _merge_top(
@@ -114,20 +132,29 @@ def exact_search(
     offsets = index.offsets
     depth = min(depth, len(index))
     count = queries.shape[0]
+    batches = [
+        PackedQueries.pack(queries[q : q + query_batch].to(dtype), query_mask[q : q + query_batch])
+        for q in range(0, count, query_batch)
+    ]
+    # Scores are kept for many chunks and merged into the top `depth` once per block, not after every chunk.
+    block_documents = max(depth, SCORE_BUFFER // max(count, 1))
     best_scores = torch.full((count, 0), float("-inf"), device=device)
     best_indices = torch.zeros((count, 0), dtype=torch.long, device=device)
+    pending: list[torch.Tensor] = []
+    pending_first = 0
     # Whole documents per chunk, never across a shard: each chunk is one slice of one memory-mapped file.
     for first, last in index.document_chunks(chunk_vectors):
         start, stop = int(offsets[first]), int(offsets[last])
         vectors = torch.from_numpy(np.array(index.vectors[start:stop])).to(device).to(dtype)
         lengths = torch.from_numpy(np.diff(offsets[first : last + 1])).to(device)
-        chunk_scores = torch.cat(
-            [
-                _maxsim_chunk(queries[q : q + query_batch].to(dtype), query_mask[q : q + query_batch], vectors, lengths)
-                for q in range(0, count, query_batch)
-            ]
-        )
-        best_scores, best_indices = _merge_top(best_scores, best_indices, chunk_scores, first, depth)
+        if not pending:
+            pending_first = first
+        pending.append(torch.cat([_maxsim_chunk(batch, vectors, lengths) for batch in batches]))
+        if last - pending_first >= block_documents:
+            best_scores, best_indices = _merge_top(best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth)
+            pending = []
+    if pending:
+        best_scores, best_indices = _merge_top(best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth)
     return Ranking(best_scores.cpu().numpy(), best_indices.cpu().numpy())
 
 
@@ -217,7 +244,7 @@ def ann_search(
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         vectors = torch.from_numpy(np.asarray(index.vectors[rows], dtype=np.float32)).to(queries.device)
         lengths = torch.from_numpy(stops - starts).to(queries.device)
-        candidate_scores = _maxsim_chunk(queries[q : q + 1].float(), query_mask[q : q + 1], vectors, lengths)[0]
+        candidate_scores = _maxsim_chunk(PackedQueries.pack(queries[q : q + 1].float(), query_mask[q : q + 1]), vectors, lengths)[0]
         top = candidate_scores.topk(min(depth, candidates.size))
         scores[q, : top.values.numel()] = top.values.cpu().numpy()
         indices[q, : top.values.numel()] = candidates[top.indices.cpu().numpy()]
