@@ -1,4 +1,4 @@
-"""The backbone's attention and dropout, made fast on the CPU without changing what they compute.
+"""The backbone's attention and dropout, made fast on the CPU.
 
 Two measured costs of a Hugging Face BERT on this project's 2-core CPU, and
 what this module does about them:
@@ -7,15 +7,17 @@ what this module does about them:
   drawing the masks of dropout (the attention probabilities' above all) took
   a quarter of a training step. :func:`parallel_dropout` draws the mask in a fixed
   number of pieces, each from its own generator seeded from the global one,
-  on all cores: the same distribution, reproducible under ``torch.manual_seed``
-  whatever the thread count. The backbone's ``nn.Dropout`` modules become
+  on all cores: the same distribution (other draws than ``bernoulli_``'s),
+  reproducible under ``torch.manual_seed`` whatever the thread count. The backbone's ``nn.Dropout`` modules become
   :class:`ParallelDropout`, and the attention implementation
   :data:`ATTENTION_IMPLEMENTATION` is SDPA with that dropout.
 - **Attention weights.** The ``attention`` strategy reads the last layer's
   attention probabilities, which SDPA does not return; asking for them
   switches *every* layer to the slower eager kernel. Instead every layer runs
   SDPA and :func:`last_layer_attention` recomputes the probabilities of the
-  last layer alone from its input (the selection needs no gradient).
+  last layer alone from its input, without dropout: the selection needs no
+  gradient, and should not depend on training noise (the eager kernel's
+  weights, read before, included dropout in training).
 
 Everything else (GPU, no dropout at inference) is plain SDPA.
 """
