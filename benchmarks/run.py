@@ -7,12 +7,13 @@ Four stages, each timed for tokenprune's own code path and for a plain
 reference doing the same work the obvious way, with the results checked equal:
 
 - encoding: ``build_index`` (length-sorted batches, ``inference_mode``, fp16 on
-  GPU and bf16 on CPUs with native bf16, pruning on the device) vs a Hugging Face-style loop (every passage padded
+  GPU and bf16 on CPUs with native bf16, pruning on the device) vs a Hugging
+  Face-style loop (every passage padded
   to the maximum length, fp32, ``no_grad``, kept vectors copied per passage);
 - training: ``contrastive_loss`` steps (dynamic padding, bf16 where native) vs
   the same steps with fixed padding in fp32;
-- exact MaxSim: ``exact_search`` (documents padded per chunk, one matrix
-  product and a masked max) vs scoring document by document;
+- exact MaxSim: ``exact_search`` (packed query tokens, documents padded per
+  chunk, one matrix product and a max) vs scoring document by document;
 - ANN: faiss IVF-PQ candidates + exact re-rank (``ann_search``) vs exact
   search, with the recall of the exact top 10 and 100.
 
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tokenprune.attention import ParallelDropout
+from tokenprune.attention import ParallelDropout, swap_dropout
 from tokenprune.data import PreparedDataset
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, maxsim
@@ -74,19 +75,13 @@ def plain_backbone(model: ColBERT) -> Iterator[None]:
     """Hugging Face's own SDPA attention and ``nn.Dropout`` in the backbone, for the references."""
     config = model.backbone.config
     implementation = config._attn_implementation
-    swapped = []
-    for module in model.backbone.modules():
-        for name, child in module.named_children():
-            if isinstance(child, ParallelDropout):
-                swapped.append((module, name, child))
-                setattr(module, name, torch.nn.Dropout(child.p).train(child.training))
+    swap_dropout(model.backbone, torch.nn.Dropout)
     config._attn_implementation = "sdpa"
     try:
         yield
     finally:
         config._attn_implementation = implementation
-        for module, name, child in swapped:
-            setattr(module, name, child)
+        swap_dropout(model.backbone, ParallelDropout)
 
 
 # ---------------------------------------------------------------- encoding
@@ -112,7 +107,7 @@ def bench_encoding(
     _, texts = next(dataset.corpus_batches(documents))
     tokens = int(sum(model.tokenize_passages(texts[i : i + 256])[1].sum() for i in range(0, documents, 256)))
     with tempfile.TemporaryDirectory() as folder:
-        ours_seconds, _ = best_time(
+        ours_seconds, stats = best_time(
             lambda: build_index(
                 model, dataset, Path(folder) / "index", batch_size=batch_size, document_range=(0, documents), precision=precision
             ),
@@ -129,7 +124,7 @@ def bench_encoding(
         "tokens": tokens,
         "ours": {
             "seconds": ours_seconds, "passages_per_s": documents / ours_seconds, "tokens_per_s": tokens / ours_seconds,
-            "precision": resolve_precision(precision, model.device, "encoding"),
+            "precision": stats["encoding_precision"],
         },
         "reference": {"seconds": reference_seconds, "passages_per_s": documents / reference_seconds, "tokens_per_s": tokens / reference_seconds},
         "speedup": reference_seconds / ours_seconds,

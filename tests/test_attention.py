@@ -14,6 +14,7 @@ from tokenprune.attention import (
     parallel_dropout,
     register_attention,
     sdpa_with_parallel_dropout,
+    swap_dropout,
 )
 from tokenprune.backbone import resolve_backbone
 from tokenprune.model import ColBERT, ColBERTConfig
@@ -94,6 +95,18 @@ def test_every_dropout_of_the_backbone_draws_in_parallel() -> None:
     dropouts = [module for module in model.backbone.modules() if isinstance(module, nn.Dropout)]
     assert dropouts and all(type(module) is ParallelDropout and module.p == 0.1 for module in dropouts)
     assert model.backbone.config._attn_implementation == register_attention() == "tokenprune_sdpa"
+
+
+def test_swap_dropout_keeps_rate_and_mode_both_ways() -> None:
+    stack = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.3), nn.Sequential(ParallelDropout(0.2).eval()))
+    swap_dropout(stack, nn.Dropout)
+    assert [(type(m), m.p, m.training) for m in stack.modules() if isinstance(m, nn.Dropout)] == [
+        (nn.Dropout, 0.3, True), (nn.Dropout, 0.2, False)
+    ]
+    swap_dropout(stack, ParallelDropout)
+    assert [(type(m), m.p, m.training) for m in stack.modules() if isinstance(m, nn.Dropout)] == [
+        (ParallelDropout, 0.3, True), (ParallelDropout, 0.2, False)
+    ]
 
 
 def test_attention_strategy_refuses_a_backbone_without_bert_layers() -> None:

@@ -9,7 +9,7 @@ what this module does about them:
   number of pieces, each from its own generator seeded from the global one,
   on all cores: the same distribution (other draws than ``bernoulli_``'s),
   reproducible under ``torch.manual_seed`` whatever the thread count. The backbone's ``nn.Dropout`` modules become
-  :class:`ParallelDropout`, and the attention implementation
+  :class:`ParallelDropout` (:func:`swap_dropout`), and the attention implementation
   :data:`ATTENTION_IMPLEMENTATION` is SDPA with that dropout.
 - **Attention weights.** The ``attention`` strategy reads the last layer's
   attention probabilities, which SDPA does not return; asking for them
@@ -48,7 +48,7 @@ def dropout_mask(like: torch.Tensor, keep: float) -> torch.Tensor:
     """A Bernoulli(``keep``) mask shaped and typed like ``like``, drawn on all CPU cores.
 
     A large CPU mask is drawn in :data:`MASK_PIECES` pieces whose seeds come
-    from the global generator, in parallel when torch has several threads:
+    from the global generator, on as many pool threads as torch has:
     the mask is a function of the global seed and the call sequence (as with
     ``bernoulli_``), and the same for every thread count.
     """
@@ -61,13 +61,8 @@ def dropout_mask(like: torch.Tensor, keep: float) -> torch.Tensor:
     def draw(piece: torch.Tensor, seed: int) -> None:
         piece.bernoulli_(keep, generator=torch.Generator().manual_seed(seed))
 
-    threads = torch.get_num_threads()
-    if threads > 1:
-        # Torch releases the GIL inside bernoulli_, so the pieces are drawn in parallel.
-        list(_pool(threads).map(draw, pieces, seeds))
-    else:
-        for piece, seed in zip(pieces, seeds, strict=True):
-            draw(piece, seed)
+    # Torch releases the GIL inside bernoulli_, so the pieces are drawn in parallel.
+    list(_pool(torch.get_num_threads()).map(draw, pieces, seeds))
     return mask
 
 
@@ -125,13 +120,14 @@ def register_attention() -> str:
     return ATTENTION_IMPLEMENTATION
 
 
-def use_parallel_dropout(backbone: nn.Module) -> None:
-    """Replace every ``nn.Dropout`` of ``backbone`` by a :class:`ParallelDropout` of the same rate."""
-    for name, child in list(backbone.named_children()):
-        if type(child) is nn.Dropout:
-            setattr(backbone, name, ParallelDropout(child.p, inplace=child.inplace))
+def swap_dropout(module: nn.Module, kind: type[nn.Dropout]) -> None:
+    """Make every dropout layer inside ``module`` a ``kind`` (e.g. :class:`ParallelDropout`) of the same rate and mode."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Dropout):
+            if type(child) is not kind:
+                setattr(module, name, kind(child.p, inplace=child.inplace).train(child.training))
         else:
-            use_parallel_dropout(child)
+            swap_dropout(child, kind)
 
 
 def last_self_attention(backbone: nn.Module) -> nn.Module:

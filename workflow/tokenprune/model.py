@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenprune.attention import last_layer_attention, last_self_attention, register_attention, use_parallel_dropout
+from tokenprune.attention import ParallelDropout, last_layer_attention, last_self_attention, register_attention, swap_dropout
 from tokenprune.backbone import load_tokenizer, resolve_backbone
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
@@ -205,7 +205,7 @@ class ColBERT(nn.Module):
                 last_self_attention(backbone)
             except TypeError as error:
                 raise TokenpruneError(f"strategy 'attention' needs a BERT-style backbone: {error}") from None
-        use_parallel_dropout(backbone)
+        swap_dropout(backbone, ParallelDropout)
         punctuation = [vocabulary[symbol] for symbol in string.punctuation if symbol in vocabulary]
         self.register_buffer("punctuation_ids", torch.tensor(punctuation, dtype=torch.long), persistent=False)
 
@@ -263,8 +263,7 @@ class ColBERT(nn.Module):
             payload = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             payload.pop("format_version", None)
             config = ColBERTConfig.from_dict(payload)
-            backbone = AutoModel.from_config(
-AutoConfig.from_pretrained(directory), attn_implementation=register_attention())
+            backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory), attn_implementation=register_attention())
             tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
             idf = load_file(str(directory / IDF_FILE))["idf"] if (directory / IDF_FILE).is_file() else None
             state = load_file(str(directory / WEIGHTS_FILE))

@@ -34,8 +34,8 @@ class Ranking:
     doc_indices: np.ndarray
 
 
-def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lay the consecutive documents of ``vectors`` out as ``[documents, width, dim]`` with a validity mask.
+def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Lay the consecutive documents of ``vectors`` out as ``[documents, width, dim]``.
 
     ``lengths[d]`` rows of ``vectors`` belong to document ``d``, in order.
     Padding slots repeat the document's first vector, so a maximum over the
@@ -48,8 +48,7 @@ def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.T
     slots = torch.arange(width, device=vectors.device)
     valid = slots[None, :] < lengths[:, None]
     rows = (starts[:, None] + torch.where(valid, slots[None, :], 0)).clamp(max=max(vectors.shape[0] - 1, 0))
-    padded = vectors[rows] if vectors.shape[0] else vectors.new_zeros((documents, width, vectors.shape[1]))
-    return padded, valid
+    return vectors[rows] if vectors.shape[0] else vectors.new_zeros((documents, width, vectors.shape[1]))
 
 
 @dataclass
@@ -76,7 +75,7 @@ def _maxsim_chunk(queries: PackedQueries, vectors: torch.Tensor, lengths: torch.
     (contiguous) axis, then each token's maxima added to its query's scores:
     much faster than a per-vector scatter of maxima, on the CPU especially.
     """
-    padded, valid = pad_documents(vectors, lengths)
+    padded = pad_documents(vectors, lengths)
     documents, width, dim = padded.shape
     similarity = (queries.vectors @ padded.reshape(documents * width, dim).T).reshape(-1, documents, width)
     best = similarity.amax(dim=-1).float()
