@@ -37,12 +37,13 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",
     corpus=r"[A-Za-z0-9_-]+",
     split=r"[A-Za-z0-9_-]+",
-    strategy=r"none|first|idf|unused|attention",
+    # A trained strategy, a selection applied post hoc to an unpruned model, or the step-0 model.
+    strategy=r"(posthoc-)?(none|first|idf|unused|attention)|step0",
     k=r"all|\d+",
     seed=r"\d+",
     shard=r"\d+",
     mode=r"exact|ann|bm25",
-    system=r"bm25|[A-Za-z0-9_-]+/(none|first|idf|unused|attention)/k(all|\d+)/seed\d+",
+    system=r"bm25|[A-Za-z0-9_-]+/((posthoc-)?(none|first|idf|unused|attention)|step0)/k(all|\d+)/seed\d+",
 
 
 include: "workflow/rules/common.smk"

@@ -149,6 +149,8 @@ def test_untrained_reference_is_the_backbone_normalised(tmp_path: Path) -> None:
     assert (model.config.strategy, model.config.k, model.config.dim, model.config.normalize) == ("first", 4, 384, True)
     with torch.no_grad():
         ids, mask = model.tokenize_passages(["aspirin lowers the risk of heart attacks"])
-        hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[0, :4]
+        # The first 4 content tokens: [CLS] and [D] (positions 0 and 1) are not candidates.
+        hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[0, 2:6]
         passages = model.encode_passage_ids(ids, mask)
+    assert passages.positions[0].tolist() == [2, 3, 4, 5]
     assert torch.allclose(passages.vectors[0], torch.nn.functional.normalize(hidden, dim=-1), atol=1e-5)

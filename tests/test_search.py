@@ -13,8 +13,10 @@ import torch
 from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import open_collection
 from tokenprune.evaluation import evaluate_run, parse_measures
-from tokenprune.index import PrunedIndex, build_index
+from tokenprune.errors import TokenpruneError
+from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes
 from tokenprune.model import ColBERT, ColBERTConfig
+from tokenprune.selection import make_selector
 from tokenprune import search as search_module
 from tokenprune.search import PackedQueries, _maxsim_chunk, ann_search, build_ann_index, exact_search, write_trec_run
 
@@ -205,3 +207,42 @@ def test_trec_run_round_trip(tmp_path: Path) -> None:
     ranking = Ranking(np.array([[3.5, 1.25, -np.inf]]), np.array([[2, 0, -1]]))
     write_trec_run(tmp_path / "run.trec", ["q7"], ranking, ["a", "b", "c"], tag="x")
     assert (tmp_path / "run.trec").read_text() == "q7 Q0 c 1 3.500000 x\nq7 Q0 a 2 1.250000 x\n"
+
+
+def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(indexes, corpus, tmp_path) -> None:
+    """One encoding pass of the unpruned model serves every post-hoc selection, byte for byte."""
+    idf = torch.rand(30522, generator=torch.Generator().manual_seed(1))
+    selections = {
+        tmp_path / "first10": make_selector("first", 10),
+        tmp_path / "attention10": make_selector("attention", 10),
+        tmp_path / "idf10": make_selector("idf", 10, idf=idf),
+    }
+    all_stats = build_posthoc_indexes(small_model(), corpus, selections, batch_size=5, chunk_documents=16, precision="fp32")
+    # The reference: a model of each strategy with the very same weights (small_model seeds them), indexed alone.
+    torch.manual_seed(0)
+    reference = ColBERT.from_backbone(ColBERTConfig(strategy="idf", k=10, dim=16, passage_max_length=48), idf=idf)
+    build_index(reference.eval(), corpus, tmp_path / "idf10-alone", batch_size=5, chunk_documents=16, precision="fp32")
+    alone = {"first10": indexes["first10"].folder, "attention10": indexes["attention10"].folder, "idf10": tmp_path / "idf10-alone"}
+    for (folder, selector), stats in zip(selections.items(), all_stats, strict=True):
+        assert stats["selection"] == "post-hoc" and stats["model_strategy"] == "none"
+        assert (stats["strategy"], stats["k"]) == (selector.name, 10)
+        assert stats["unpruned_tokens"] == indexes["none"].stats["unpruned_tokens"]
+        for name in ("vectors.f16", "offsets.npy", "token_ids.i32", "positions.i16", "doc_ids.txt"):
+            assert (folder / name).read_bytes() == (alone[folder.name] / name).read_bytes(), (folder.name, name)
+
+
+def test_posthoc_refuses_a_selection_that_changes_the_encoder_input(corpus, tmp_path) -> None:
+    unused = make_selector("unused", 3, unused_ids=[3, 4, 5])
+    with pytest.raises(TokenpruneError, match="'unused' inserts tokens into the passage"):
+        build_posthoc_indexes(small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16)
+    assert not (tmp_path / "u").exists()
+
+
+def test_every_strategy_counts_percent_kept_against_the_same_candidates(indexes) -> None:
+    """The baseline keeps exactly its candidates (100%), and no index keeps [CLS], [D], [SEP] or punctuation."""
+    model = small_model()
+    assert indexes["none"].stats["percent_tokens_kept"] == 100.0
+    for index in indexes.values():
+        token_ids = torch.from_numpy(np.fromfile(index.folder / "token_ids.i32", dtype=np.int32).astype(np.int64))
+        assert not torch.isin(token_ids, model.special_ids).any()
+        assert not torch.isin(token_ids, model.punctuation_ids).any()

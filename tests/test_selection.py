@@ -7,17 +7,19 @@ import torch
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.model import ColBERT, ColBERTConfig
-from tokenprune.selection import SELECTORS, PassageBatch, make_selector, top_k_mask
+from tokenprune.selection import SELECTORS, PassageBatch, candidate_mask, make_selector, top_k_mask
 
-# Two passages: row 0 has 8 real tokens (position 3 is punctuation), row 1 has 3 real tokens then padding.
-INPUT_IDS = torch.tensor([[101, 2, 10, 11, 12, 13, 14, 102], [101, 2, 102, 0, 0, 0, 0, 0]])
-ATTENTION_MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0, 0, 0]])
-PUNCTUATION = torch.zeros_like(INPUT_IDS, dtype=torch.bool)
-PUNCTUATION[0, 3] = True
+# Two hand-built passages. Row 0: [CLS] [D] t10 "," t12 t13 t14 [SEP]; row 1: [CLS] [D] t20 [SEP] and padding.
+INPUT_IDS = torch.tensor([[101, 2, 10, 11, 12, 13, 14, 102], [101, 2, 20, 102, 0, 0, 0, 0]])
+ATTENTION_MASK = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0]])
+PUNCTUATION = INPUT_IDS == 11
+SPECIAL = torch.isin(INPUT_IDS, torch.tensor([0, 2, 101, 102]))
 
 
-def batch(**extra) -> PassageBatch:
-    return PassageBatch(INPUT_IDS, ATTENTION_MASK, PUNCTUATION, **extra)
+def batch(input_ids=INPUT_IDS, attention_mask=ATTENTION_MASK, **extra) -> PassageBatch:
+    return PassageBatch(
+        input_ids, attention_mask, input_ids == 11, torch.isin(input_ids, torch.tensor([0, 2, 101, 102])), **extra
+    )
 
 
 def kept(mask: torch.Tensor) -> list[list[int]]:
@@ -28,26 +30,55 @@ def test_registry_lists_every_strategy() -> None:
     assert sorted(SELECTORS) == ["attention", "first", "idf", "none", "unused"]
 
 
-def test_none_keeps_every_real_non_punctuation_token() -> None:
-    assert kept(make_selector("none", None).select(batch())) == [[0, 1, 2, 4, 5, 6, 7], [0, 1, 2]]
-    # With punctuation masking switched off, the comma is kept too.
-    assert kept(make_selector("none", None).select(batch(), mask_punctuation=False)) == [list(range(8)), [0, 1, 2]]
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("content", [[2, 4, 5, 6], [2]]),
+        ("no_punctuation", [[0, 1, 2, 4, 5, 6, 7], [0, 1, 2, 3]]),
+        ("all", [list(range(8)), [0, 1, 2, 3]]),
+    ],
+)
+def test_candidate_rules_and_the_baseline_that_keeps_every_candidate(rule: str, expected: list[list[int]]) -> None:
+    assert kept(candidate_mask(batch(), rule)) == expected
+    assert kept(make_selector("none", None).select(batch(), rule)) == expected
 
 
-def test_first_keeps_the_first_k_positions_punctuation_included() -> None:
-    assert kept(make_selector("first", 4).select(batch())) == [[0, 1, 2, 3], [0, 1, 2]]
-    assert kept(make_selector("first", 20).select(batch())) == [list(range(8)), [0, 1, 2]]
+def test_unknown_candidate_rule_names_the_known_ones() -> None:
+    with pytest.raises(TokenpruneError, match=r"unknown candidate rule 'words'; choose from \['content', 'no_punctuation', 'all'\]"):
+        candidate_mask(batch(), "words")
+
+
+def test_first_keeps_the_first_k_content_tokens() -> None:
+    # Neither [CLS], [D] nor the comma take a slot: the first two content tokens are positions 2 and 4.
+    assert kept(make_selector("first", 2).select(batch())) == [[2, 4], [2]]
+    assert kept(make_selector("first", 20).select(batch())) == [[2, 4, 5, 6], [2]]
+    # Under the other rules it is the first k positions of what they allow.
+    assert kept(make_selector("first", 3).select(batch(), "no_punctuation")) == [[0, 1, 2], [0, 1, 2]]
+    assert kept(make_selector("first", 4).select(batch(), "all")) == [[0, 1, 2, 3], [0, 1, 2, 3]]
 
 
 def test_idf_keeps_the_k_highest_idf_tokens_against_a_hand_table() -> None:
     idf = torch.zeros(200)
-    # Hand-made table: token 13 rarest, then 11 (punctuation, never kept), then 14, 10, 12; specials 0.
-    idf[[10, 11, 12, 13, 14]] = torch.tensor([2.0, 9.0, 1.0, 5.0, 3.0])
-    selector = make_selector("idf", 3, idf=idf)
-    assert kept(selector.select(batch())) == [[2, 5, 6], [0, 1, 2]]
-    assert kept(make_selector("idf", 4, idf=idf).select(batch())) == [[2, 4, 5, 6], [0, 1, 2]]
-    # Ties resolve to the earlier position: the fifth place is a tie between [CLS], [D] and [SEP] (idf 0).
-    assert kept(make_selector("idf", 5, idf=idf).select(batch())) == [[0, 2, 4, 5, 6], [0, 1, 2]]
+    # Hand-made table: the comma rarest, then 13, 20, 14, 10, 12; [CLS] and [SEP] even rarer, as a table
+    # that counted no special tokens would make them.
+    idf[[10, 11, 12, 13, 14, 20]] = torch.tensor([2.0, 9.0, 1.0, 5.0, 3.0, 4.0])
+    idf[[101, 102, 2]] = 99.0
+    assert kept(make_selector("idf", 3, idf=idf).select(batch())) == [[2, 5, 6], [2]]
+    assert kept(make_selector("idf", 4, idf=idf).select(batch())) == [[2, 4, 5, 6], [2]]
+    # Special tokens are never chosen, whatever the rule; under 'all' the comma is a candidate.
+    assert kept(make_selector("idf", 3, idf=idf).select(batch(), "all")) == [[3, 5, 6], [2]]
+    assert kept(make_selector("idf", 8, idf=idf).select(batch(), "no_punctuation")) == [[2, 4, 5, 6], [2]]
+    # Ties resolve to the earlier position.
+    flat = torch.ones(200)
+    assert kept(make_selector("idf", 2, idf=flat).select(batch())) == [[2, 4], [2]]
+
+
+def test_unused_keeps_exactly_its_inserted_ids_whatever_the_rule() -> None:
+    input_ids = torch.tensor([[101, 2, 3, 4, 10, 11, 102, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0]])
+    selector = make_selector("unused", 2, unused_ids=[3, 4, 5])
+    for rule in ("content", "no_punctuation", "all"):
+        assert kept(selector.select(batch(input_ids, attention_mask), rule)) == [[2, 3]]
 
 
 def test_idf_needs_a_table() -> None:
@@ -73,10 +104,13 @@ def test_attention_matches_a_naive_per_head_loop() -> None:
     logits = logits.masked_fill(~ATTENTION_MASK.bool()[:, None, None, :], float("-inf"))
     attentions = logits.softmax(dim=-1)
     reference = naive_attention_received(attentions, ATTENTION_MASK)
-    candidates = ATTENTION_MASK.bool() & ~PUNCTUATION
-    expected = [sorted(reference[0].masked_fill(~candidates[0], -1).topk(3).indices.tolist()), [0, 1, 2]]
-
+    candidates = ATTENTION_MASK.bool() & ~PUNCTUATION & ~SPECIAL
+    expected = [sorted(reference[0].masked_fill(~candidates[0], -1).topk(3).indices.tolist()), [2]]
     assert kept(make_selector("attention", 3).select(batch(attentions=attentions))) == expected
+    # Special tokens receive much attention: under 'no_punctuation' they compete for the slots.
+    candidates = ATTENTION_MASK.bool() & ~PUNCTUATION
+    expected = [sorted(reference[b].masked_fill(~candidates[b], -1).topk(3).indices.tolist()) for b in range(2)]
+    assert kept(make_selector("attention", 3).select(batch(attentions=attentions), "no_punctuation")) == expected
 
 
 def test_the_papers_row_sum_is_degenerate() -> None:
@@ -127,14 +161,33 @@ def test_unused_refuses_k_beyond_the_supply(unused_model: ColBERT) -> None:
         make_selector("unused", 993, unused_ids=unused_model.unused_ids)
 
 
-def test_passages_shorter_than_k_keep_all_their_real_tokens() -> None:
+def test_passages_shorter_than_k_keep_all_their_content_tokens() -> None:
     model = ColBERT.from_backbone(ColBERTConfig(strategy="attention", k=50, passage_max_length=64, dim=16))
     passages = model.encode_passages(["short one.", "a slightly longer passage, with a comma and more words in it"])
     input_ids, attention_mask = model.tokenize_passages(["short one.", "a slightly longer passage, with a comma and more words in it"])
     punctuation = torch.isin(input_ids, model.punctuation_ids)
-    expected = (attention_mask.bool() & ~punctuation).sum(dim=1)
+    special = torch.isin(input_ids, model.special_ids)
+    expected = (attention_mask.bool() & ~punctuation & ~special).sum(dim=1)
     assert passages.mask.sum(dim=1).tolist() == expected.tolist()
     # No padding position is ever kept.
     kept_positions = passages.positions[passages.mask]
     rows = torch.arange(2)[:, None].expand_as(passages.positions)[passages.mask]
     assert attention_mask[rows, kept_positions].all()
+
+
+def test_the_model_marks_bert_special_tokens_and_the_markers_but_not_inserted_ids(unused_model: ColBERT) -> None:
+    vocabulary = unused_model.tokenizer.get_vocab()
+    names = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "[unused0]", "[unused1]"}
+    assert sorted(unused_model.special_ids.tolist()) == sorted(vocabulary[name] for name in names)
+    assert vocabulary["[unused2]"] not in unused_model.special_ids.tolist()
+
+
+@pytest.mark.parametrize(("strategy", "k"), [("none", None), ("first", 5), ("attention", 5), ("idf", 5)])
+def test_real_passages_keep_no_special_token_or_punctuation(strategy: str, k: int | None) -> None:
+    idf = torch.rand(30522, generator=torch.Generator().manual_seed(0)) if strategy == "idf" else None
+    model = ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, passage_max_length=32, dim=16), idf=idf)
+    passages = model.encode_passages(["Aspirin, taken daily, lowers (some) risk.", "Sleep: it matters!"])
+    kept_ids = passages.token_ids[passages.mask]
+    assert not torch.isin(kept_ids, model.special_ids).any()
+    assert not torch.isin(kept_ids, model.punctuation_ids).any()
+    assert len(kept_ids) > 0

@@ -42,13 +42,16 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
         for line in result.stdout.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     )
-    # 2 collections; baseline once + 4 strategies x 2 k = 9 trained models, plus the untrained backbone:
-    # 10 models indexed and searched on 2 evaluation sets; BM25 on each; every run evaluated.
+    # 2 collections; baseline once + 4 strategies x 2 k = 9 trained models, plus the untrained backbone and the
+    # step-0 model: 11 models indexed and searched on 2 evaluation sets. The trained baseline and the untrained
+    # backbone are pruned post hoc (first, idf, attention at k 10 and 50) in one encoding pass per collection:
+    # 2 x 6 more systems searched. BM25 on each set; every run evaluated. IDF of each indexed collection.
     assert jobs == {
-        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9, "untrained_backbone": 1,
-        "index": 20, "retrieve": 20, "bm25": 2, "evaluate": 22,
-        # Per evaluation set: one comparison and one trade-off plot job; diagnostics per collection; loss curves once.
-        "summarize": 2, "plot_tradeoff": 2, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 86,
+        "prepare_data": 2, "compute_idf": 2, "mine_negatives": 1, "train": 9, "initial_model": 1,
+        "untrained_backbone": 1, "index": 22, "posthoc_index": 4, "retrieve": 22 + 24, "bm25": 2,
+        "evaluate": 22 + 24 + 2,
+        # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection.
+        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 152,
     }  # fmt: skip
 
 
@@ -75,16 +78,20 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
     jobs, gpus = dry_run_jobs(
         tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm"
     )
-    # 9 models trained on MS MARCO (baseline + 4 strategies x k in {10, 50}) and the untrained backbone,
-    # searched on 11 evaluation sets (dev, DL19, DL20, 8 BEIR) in 2 modes (exact, ANN).
-    # MS MARCO's 10 indexes are encoded in 16 shards each; the 8 BEIR corpora in one job each.
+    # 9 models trained on MS MARCO (baseline + 4 strategies x k in {10, 50}), the step-0 model and the untrained
+    # backbone, plus 12 post-hoc systems (first, idf, attention x 2 k, on the baseline and the untrained backbone),
+    # searched on 11 evaluation sets (dev, DL19, DL20, 8 BEIR) in 2 modes (exact, ANN). MS MARCO's 11 model
+    # indexes are encoded in 16 shards each and its post-hoc ones in 16 shard jobs per base model; the 8 BEIR
+    # corpora in one job each. 3 measures per set, each its own trade-off figure.
+    systems = 11 + 12
     assert jobs == {
-        "prepare_data": 9, "compute_idf": 1, "mine_negatives": 1, "train": 9, "untrained_backbone": 1,
-        "index_shard": 10 * 16, "merge_index": 10, "index": 10 * 8, "ann_index": 10 * 9,
-        "retrieve": 10 * 11 * 2, "bm25": 11, "evaluate": 10 * 11 * 2 + 11,
-        "summarize": 11 * 2, "plot_tradeoff": 11 * 2, "token_diagnostics": 9, "plot_training": 1, "all": 1,
+        "prepare_data": 9, "compute_idf": 9, "mine_negatives": 1, "train": 9, "initial_model": 1,
+        "untrained_backbone": 1, "index_shard": 11 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
+        "index": 11 * 8, "posthoc_index": 2 * 8, "ann_index": systems * 9, "retrieve": systems * 11 * 2, "bm25": 11,
+        "evaluate": systems * 11 * 2 + 11, "summarize": 11 * 2, "plot_tradeoff": 11 * 2 * 3, "token_diagnostics": 9,
+        "plot_training": 1, "all": 1,
     }  # fmt: skip
-    for rule in ("train", "index", "index_shard", "retrieve"):
+    for rule in ("train", "index", "index_shard", "posthoc_index", "posthoc_index_shard", "retrieve"):
         assert gpus[rule] == {1}, rule
     for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25"):
         assert gpus[rule] == {0}, rule
@@ -94,15 +101,18 @@ def test_sharded_indexing_dag(tmp_path: Path) -> None:
     overrides = tmp_path / "shards.yaml"
     overrides.write_text("indexing: {shards: 3}\n")
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
-    # 10 models x 2 collections, each index in 3 shard jobs and a merge.
-    assert jobs["index_shard"] == 60 and jobs["merge_index"] == 20 and "index" not in jobs
+    # 11 models x 2 collections, each index in 3 shard jobs and a merge; 2 post-hoc bases x 2 collections in
+    # 3 shard jobs, each of the 6 selections merged.
+    assert jobs["index_shard"] == 66 and jobs["posthoc_index_shard"] == 12
+    assert jobs["merge_index"] == 22 + 24 and not {"index", "posthoc_index"} & set(jobs)
 
 
 def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "configs/beir-zeroshot.yaml", "--cores", "1")
     assert jobs["import_model"] == 9
-    assert not {"train", "compute_idf", "mine_negatives"} & set(jobs)
-    assert jobs["index"] == 10 * 8 and jobs["prepare_data"] == 8
+    assert not {"train", "mine_negatives", "initial_model"} & set(jobs)
+    # IDF comes from each searched collection (indexing.idf_source: indexed), never the training one.
+    assert jobs["index"] == 10 * 8 and jobs["prepare_data"] == 8 and jobs["compute_idf"] == 8
 
 
 def test_dry_run_through_the_python_api(tmp_path: Path) -> None:
@@ -152,7 +162,13 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
 
     summary = tmp_path / "results" / "summary" / "tiny" / "test.exact"
     table = pd.read_csv(summary / "comparison.csv")
-    assert list(table["method"]) == ["BM25", "untrained backbone", "ColBERT (no pruning)", "first", "attention"]
+    assert list(table["method"]) == [
+        "BM25", "untrained backbone", "ColBERT, step 0", "ColBERT (no pruning)", "first", "attention",
+        "first (post-hoc)", "attention (post-hoc)", "idf (post-hoc)",
+        "first (post-hoc, untrained)", "attention (post-hoc, untrained)", "idf (post-hoc, untrained)",
+    ]  # fmt: skip
+    contrast = pd.read_csv(summary / "inloop_vs_posthoc.csv")
+    assert sorted(contrast["strategy"]) == ["attention", "attention", "first", "first"]  # 2 strategies x 2 measures
     assert table.loc[table["method"] == "first", "k"].item() == 4
     files = embedded_files((tmp_path / "reports" / "report.html").read_text(encoding="utf-8"))
     assert {"comparison.html", "comparison.csv", "index_size_vs_nDCG_10.png", "index_size_vs_RR_10.png",
@@ -164,6 +180,12 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     assert f"{table.loc[table['method'] == 'first', 'nDCG@10'].item():.3f}" in comparison
     assert files["index_size_vs_nDCG_10.png"] == (summary / "index_size_vs_nDCG_10.png").read_bytes()
     assert files["index_size_vs_nDCG_10.png"].startswith(b"\x89PNG")
+    # The page the report opens on carries the headline table, the in-loop vs post-hoc tests and the figure.
+    opening = (tmp_path / "reports" / "report.html").read_text(encoding="utf-8")
+    assert "The answer on tiny test" in opening
+    assert "In the training loop vs post hoc" in opening
+    figure = base64.b64encode((summary / "index_size_vs_nDCG_10.png").read_bytes()).decode()
+    assert figure[:200] in opening
 
     indexes = tmp_path / "results" / "indexes"
     merged = indexes / "tiny" / "first" / "k4" / "seed1" / "tiny"

@@ -9,6 +9,9 @@ TRAIN = config["train"]
 MODEL = config["model"]
 INDEXING = config["indexing"]
 REPORT = config["report"]
+CONTROLS = config["controls"]
+# Strategies trained with the selection in the loop; the step-0 model is indexed like them.
+TRAINED_STRATEGY = r"none|first|idf|unused|attention"
 
 # Path templates shared with the library (the report stages read what these rules write).
 from tokenprune.layout import (
@@ -16,6 +19,7 @@ from tokenprune.layout import (
     BM25_ID,
     CHECKPOINT_DIR,
     COMPARISON,
+    CONTRAST,
     DATA_DIR,
     DIAGNOSTICS_DIR,
     IDF,
@@ -25,16 +29,22 @@ from tokenprune.layout import (
     KEPT_TOKENS,
     MODEL_DIR,
     MODEL_ID,
+    POSTHOC_ID,
     RUN,
+    STEP0,
+    STEP0_ID,
     SUMMARY_DIR,
     SYSTEM_METRICS,
+    SYSTEM_MODEL_DIR,
     SYSTEM_PER_QUERY,
     SYSTEM_RUN,
     TRAINING_LOSS,
     TRIPLES,
     UNTRAINED_ID,
     UNTRAINED_MODEL_DIR,
+    TRADEOFF_PLOT,
     System,
+    measure_slug,
     tradeoff_plot,
 )
 
@@ -56,11 +66,11 @@ def model_variants():
 
 
 def check_variant(wildcards):
-    """Refuse paths that mix the baseline with a k, or a strategy with k=all."""
-    if (wildcards.strategy == "none") != (wildcards.k == "all"):
+    """Refuse paths that mix the baseline (or the step-0 model) with a k, or a strategy with k=all."""
+    if (wildcards.strategy in ("none", STEP0)) != (wildcards.k == "all"):
         raise ValueError(
-            f"strategy {wildcards.strategy!r} with k={wildcards.k!r}: the baseline 'none' "
-            "uses k=all and every other strategy a number"
+            f"strategy {wildcards.strategy!r} with k={wildcards.k!r}: the baseline 'none' and the "
+            "step-0 model use k=all and every other strategy a number"
         )
     return []
 
@@ -79,9 +89,82 @@ def trained_systems():
     ]
 
 
+def posthoc_variants():
+    """(strategy, k) of every selection applied post hoc, at indexing only."""
+    return [
+        (strategy, str(k))
+        for strategy in CONTROLS["posthoc_strategies"]
+        for k in config["k"]
+    ]
+
+
+def posthoc_bases():
+    """(dataset, seed) of the unpruned models the post-hoc selections prune."""
+    bases = [("untrained", 0)] if posthoc_variants() else []
+    if posthoc_variants() and "none" in config["strategies"]:
+        bases += [(TRAIN["dataset"], seed) for seed in config["seeds"]]
+    return bases
+
+
+def posthoc_systems():
+    """Ids of every post-hoc system: each base model with each selection."""
+    return [
+        POSTHOC_ID.format(dataset=dataset, strategy=strategy, k=k, seed=seed)
+        for dataset, seed in posthoc_bases()
+        for strategy, k in posthoc_variants()
+    ]
+
+
+def step0_systems():
+    """Ids of the step-0 models, one per seed (when controls.step0)."""
+    if not CONTROLS["step0"] or TRAIN["models_dir"] is not None:
+        # An imported model's initialisation is not known here.
+        return []
+    return [
+        STEP0_ID.format(dataset=TRAIN["dataset"], seed=seed) for seed in config["seeds"]
+    ]
+
+
 def compared_systems():
-    """Every system in the comparison tables: trained models, the untrained backbone, BM25."""
-    return [*trained_systems(), UNTRAINED_ID, BM25_ID]
+    """Every system in the comparison tables: trained, step-0 and post-hoc models, the untrained backbone, BM25."""
+    return [
+        *trained_systems(),
+        *step0_systems(),
+        *posthoc_systems(),
+        UNTRAINED_ID,
+        BM25_ID,
+    ]
+
+
+def searched_model(wildcards):
+    """The model that encodes a system's queries (a post-hoc system's is the unpruned model it prunes)."""
+    return str(System.parse(MODEL_ID.format(**wildcards)).model_dir())
+
+
+def evaluation_metrics(corpus, split):
+    """The measures of one evaluation set: its own `metrics`, else the study's."""
+    for evaluation in config["evaluate"]:
+        if (evaluation["dataset"], evaluation["split"]) == (corpus, split):
+            return evaluation.get("metrics", config["metrics"])
+    return config["metrics"]
+
+
+def quoted_measures(corpus, split):
+    """The measures of one evaluation set as shell-quoted arguments."""
+    return " ".join(shlex.quote(name) for name in evaluation_metrics(corpus, split))
+
+
+def measure_of_slug(wildcards):
+    """The measure whose file-name form is wildcards.slug, on wildcards' evaluation set."""
+    by_slug = {
+        measure_slug(name): name
+        for name in evaluation_metrics(wildcards.corpus, wildcards.split)
+    }
+    if wildcards.slug not in by_slug:
+        raise ValueError(
+            f"no measure of {wildcards.corpus} {wildcards.split} is written {wildcards.slug!r}"
+        )
+    return by_slug[wildcards.slug]
 
 
 def evaluation_sets():
@@ -98,6 +181,49 @@ def evaluation_sets():
 def idf_input(wildcards):
     """The IDF table, for the idf strategy only."""
     return IDF.format(dataset=wildcards.dataset) if wildcards.strategy == "idf" else []
+
+
+def indexing_idf(corpus):
+    """The IDF table the idf strategy ranks with when indexing ``corpus`` (indexing.idf_source)."""
+    source = corpus if INDEXING["idf_source"] == "indexed" else TRAIN["dataset"]
+    return IDF.format(dataset=source)
+
+
+def index_idf_input(wildcards):
+    """The indexed collection's IDF table for an idf model, when indexing.idf_source is 'indexed'."""
+    if wildcards.strategy == "idf" and INDEXING["idf_source"] == "indexed":
+        return indexing_idf(wildcards.corpus)
+    return []
+
+
+def posthoc_idf_input(wildcards):
+    """The IDF table of post-hoc idf selections."""
+    if "idf" in CONTROLS["posthoc_strategies"]:
+        return indexing_idf(wildcards.corpus)
+    return []
+
+
+def posthoc_index_dirs(template):
+    """Output templates of one post-hoc job: one index per selection, {dataset}/{seed}/{corpus} left open."""
+    return [
+        template.format(
+            dataset="{dataset}",
+            strategy=f"posthoc-{strategy}",
+            k=k,
+            seed="{seed}",
+            corpus="{corpus}",
+            shard="{shard}",
+        )
+        for strategy, k in posthoc_variants()
+    ]
+
+
+def posthoc_selections(wildcards, output):
+    """--selection arguments naming each post-hoc selection and the folder it writes."""
+    return " ".join(
+        f"--selection {strategy} {k} {folder}"
+        for (strategy, k), folder in zip(posthoc_variants(), output)
+    )
 
 
 def imported_model_source(wildcards):
@@ -131,9 +257,23 @@ def index_command(shard_arguments=""):
     return (
         "tokenprune index --model {input.model} --data {input.data} --batch-size {params.batch_size}"
         f" --chunk-documents {{params.chunk_documents}}{shard_arguments} --precision {{params.precision}}"
-        " --threads {threads}"
+        " {params.idf} --threads {threads}"
         " --output {output} > {log} 2>&1"
     )
+
+
+def posthoc_index_command(shard_arguments=""):
+    """The shell command of one post-hoc job (all selections of one model and corpus); shards add --shard/--shards."""
+    return (
+        "tokenprune posthoc-index --model {input.model} --data {input.data} {params.selections} {params.idf}"
+        f" --batch-size {{params.batch_size}} --chunk-documents {{params.chunk_documents}}{shard_arguments}"
+        " --precision {params.precision} --threads {threads} > {log} 2>&1"
+    )
+
+
+def idf_option(wildcards, input):
+    """--idf for a job whose idf input is present."""
+    return f"--idf {input.idf}" if input.idf else ""
 
 
 def index_shard_dirs(wildcards):
@@ -182,7 +322,7 @@ def report_targets():
             targets += [f"{comparison}.{fmt}" for fmt in ("csv", "md", "html", "tex")]
             targets += [
                 f"{tradeoff_plot(measure).format(**where)}.png"
-                for measure in config["metrics"]
+                for measure in evaluation_metrics(corpus, split)
             ]
     for corpus in dict.fromkeys(corpus for corpus, _ in evaluation_sets()):
         targets += [

@@ -16,7 +16,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=30,
     params:
-        metrics=" ".join(shlex.quote(name) for name in config["metrics"]),
+        metrics=lambda wildcards: quoted_measures(wildcards.corpus, wildcards.split),
     shell:
         "tokenprune evaluate --run {input.run} --data {input.data} --split {wildcards.split}"
         " --metrics {params.metrics} --output {output.metrics} --per-query {output.per_query} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule index:
     input:
         model=MODEL_DIR,
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        idf=index_idf_input,
     output:
         directory(INDEX_DIR),
     log:
@@ -11,6 +12,7 @@ rule index:
         "benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=False),
+        strategy=f"{TRAINED_STRATEGY}|{STEP0}",
     conda:
         "../../envs/retrieval.yaml"
     threads: 2
@@ -22,6 +24,7 @@ rule index:
         batch_size=INDEXING["batch_size"],
         chunk_documents=INDEXING["chunk_documents"],
         precision=INDEXING["precision"],
+        idf=idf_option,
     shell:
         index_command()
 
@@ -31,6 +34,7 @@ rule index_shard:
     input:
         model=MODEL_DIR,
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        idf=index_idf_input,
     output:
         temp(directory(INDEX_SHARD_DIR)),
     log:
@@ -39,6 +43,7 @@ rule index_shard:
         "benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.shard{shard}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=True),
+        strategy=f"{TRAINED_STRATEGY}|{STEP0}",
     conda:
         "../../envs/retrieval.yaml"
     threads: 2
@@ -51,8 +56,72 @@ rule index_shard:
         chunk_documents=INDEXING["chunk_documents"],
         precision=INDEXING["precision"],
         shards=lambda wildcards: index_shards(wildcards.corpus),
+        idf=idf_option,
     shell:
         index_command(" --shard {wildcards.shard} --shards {params.shards}")
+
+
+rule posthoc_index:
+    """Prune an unpruned model's vectors at indexing only: every post-hoc selection from one encoding pass."""
+    input:
+        model=MODEL_DIR.replace("{strategy}", "none").replace("{k}", "all"),
+        data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        idf=posthoc_idf_input,
+    output:
+        [directory(folder) for folder in posthoc_index_dirs(INDEX_DIR)],
+    log:
+        "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.log",
+    benchmark:
+        "benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.tsv"
+    wildcard_constraints:
+        corpus=corpora_pattern(sharded=False),
+    conda:
+        "../../envs/retrieval.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        selections=posthoc_selections,
+        batch_size=INDEXING["batch_size"],
+        chunk_documents=INDEXING["chunk_documents"],
+        precision=INDEXING["precision"],
+        idf=idf_option,
+    shell:
+        posthoc_index_command()
+
+
+rule posthoc_index_shard:
+    """One shard of the post-hoc indexes of a model and corpus; temporary until merged."""
+    input:
+        model=MODEL_DIR.replace("{strategy}", "none").replace("{k}", "all"),
+        data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        idf=posthoc_idf_input,
+    output:
+        [temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)],
+    log:
+        "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.log",
+    benchmark:
+        "benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.tsv"
+    wildcard_constraints:
+        corpus=corpora_pattern(sharded=True),
+    conda:
+        "../../envs/retrieval.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        selections=posthoc_selections,
+        batch_size=INDEXING["batch_size"],
+        chunk_documents=INDEXING["chunk_documents"],
+        precision=INDEXING["precision"],
+        shards=lambda wildcards: index_shards(wildcards.corpus),
+        idf=idf_option,
+    shell:
+        posthoc_index_command(" --shard {wildcards.shard} --shards {params.shards}")
 
 
 rule merge_index:

@@ -18,9 +18,11 @@ rule untrained_backbone:
         backbone=MODEL["backbone"],
         query_max_length=MODEL["query_max_length"],
         passage_max_length=MODEL["passage_max_length"],
+        candidate_tokens=MODEL["candidate_tokens"],
     shell:
         "tokenprune untrained-model --backbone {params.backbone} --query-max-length {params.query_max_length}"
-        " --passage-max-length {params.passage_max_length} --output {output} > {log} 2>&1"
+        " --passage-max-length {params.passage_max_length} --candidate-tokens {params.candidate_tokens}"
+        " --output {output} > {log} 2>&1"
 
 
 rule bm25:

@@ -2,10 +2,6 @@
 # diagnostics, each marked for `snakemake --report reports/report.html`.
 
 
-# The end of the DAG: comparison tables, trade-off plots, loss curves and kept-token
-# diagnostics, each marked for `snakemake --report reports/report.html`.
-
-
 rule summarize:
     """Method comparison on one evaluation set (the paper's Table 2): tables in four formats."""
     input:
@@ -35,6 +31,17 @@ rule summarize:
         ),
         markdown=f"{COMPARISON}.md",
         latex=f"{COMPARISON}.tex",
+        contrast=report(
+            f"{CONTRAST}.csv",
+            caption="../report/contrast_csv.rst",
+            category="1. Method comparison",
+            subcategory="{corpus} {split}",
+            labels={
+                "evaluation set": "{corpus} {split}",
+                "retrieval": "{mode}",
+                "figure": "in-loop vs post-hoc (CSV)",
+            },
+        ),
     log:
         "logs/summarize/{corpus}/{split}.{mode}.log",
     benchmark:
@@ -48,7 +55,7 @@ rule summarize:
         runtime=30,
     params:
         systems=" ".join(compared_systems()),
-        measures=" ".join(shlex.quote(name) for name in config["metrics"]),
+        measures=lambda wildcards: quoted_measures(wildcards.corpus, wildcards.split),
         paper=lambda wildcards: (
             f"--paper-collection {shlex.quote(collection)}"
             if (collection := paper_collection(wildcards.corpus, wildcards.split))
@@ -63,27 +70,24 @@ rule summarize:
 
 
 rule plot_tradeoff:
-    """Index size (MiB and % of tokens) vs every measure, one line per strategy across k."""
+    """Index size (MiB and % of tokens) vs one measure, one line per strategy across k."""
     input:
         f"{COMPARISON}.csv",
     output:
-        png=[
-            report(
-                f"{tradeoff_plot(measure)}.png",
-                caption="../report/tradeoff.rst",
-                category="2. Index size vs effectiveness",
-                subcategory="{corpus} {split}",
-                labels={
-                    "evaluation set": "{corpus} {split}",
-                    "retrieval": "{mode}",
-                    "measure": measure,
-                },
-            )
-            for measure in config["metrics"]
-        ],
-        svg=[f"{tradeoff_plot(measure)}.svg" for measure in config["metrics"]],
+        png=report(
+            f"{TRADEOFF_PLOT}.png",
+            caption="../report/tradeoff.rst",
+            category="2. Index size vs effectiveness",
+            subcategory="{corpus} {split}",
+            labels=lambda wildcards: {
+                "evaluation set": f"{wildcards.corpus} {wildcards.split}",
+                "retrieval": wildcards.mode,
+                "measure": measure_of_slug(wildcards),
+            },
+        ),
+        svg=f"{TRADEOFF_PLOT}.svg",
     log:
-        "logs/plot_tradeoff/{corpus}/{split}.{mode}.log",
+        "logs/plot_tradeoff/{corpus}/{split}.{mode}.{slug}.log",
     conda:
         "../../envs/report.yaml"
     threads: 1
@@ -92,10 +96,10 @@ rule plot_tradeoff:
         mem_mb=2000,
         runtime=30,
     params:
-        measures=" ".join(shlex.quote(name) for name in config["metrics"]),
-        output_dir=lambda wildcards, output: Path(output.png[0]).parent,
+        measure=lambda wildcards: shlex.quote(measure_of_slug(wildcards)),
+        output_dir=lambda wildcards, output: Path(output.png).parent,
     shell:
-        "tokenprune plot-tradeoff --table {input} --measures {params.measures}"
+        "tokenprune plot-tradeoff --table {input} --measures {params.measure}"
         " --title '{wildcards.corpus} {wildcards.split} ({wildcards.mode})' --output-dir {params.output_dir} > {log} 2>&1"
 
 

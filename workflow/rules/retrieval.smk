@@ -1,7 +1,7 @@
 rule retrieve:
     """Rank a split's queries against a pruned index: exact MaxSim, or faiss ANN + exact re-rank."""
     input:
-        model=MODEL_DIR,
+        model=searched_model,
         index=INDEX_DIR,
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
         ann=ann_index_input,

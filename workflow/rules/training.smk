@@ -67,6 +67,8 @@ if TRAIN["models_dir"] is None:
             "logs/train/{dataset}/{strategy}/k{k}/seed{seed}.log",
         benchmark:
             "benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
+        wildcard_constraints:
+            strategy=TRAINED_STRATEGY,
         conda:
             "../../envs/train.yaml"
         threads: 2
@@ -87,6 +89,29 @@ if TRAIN["models_dir"] is None:
 
     ruleorder: untrained_backbone > train
 
+    rule initial_model:
+        """The model as training initialises it (PCA projection from the training passages), before any step."""
+        input:
+            data=DATA_DIR,
+            triples=TRIPLES.replace("{split}", TRAIN["split"]),
+        output:
+            directory(SYSTEM_MODEL_DIR.replace("{system}", STEP0_ID)),
+        log:
+            "logs/initial_model/{dataset}/seed{seed}.log",
+        conda:
+            "../../envs/train.yaml"
+        threads: 2
+        resources:
+            gpu=0,
+            mem_mb=8000,
+            runtime=60,
+        params:
+            model=quoted_json(MODEL),
+            split=TRAIN["split"],
+        shell:
+            "tokenprune initial-model --data {input.data} --split {params.split} --triples {input.triples}"
+            " --seed {wildcards.seed} --model-config {params.model} --output {output} > {log} 2>&1"
+
 else:
 
     rule import_model:
@@ -97,6 +122,8 @@ else:
             directory(MODEL_DIR),
         log:
             "logs/import_model/{dataset}/{strategy}/k{k}/seed{seed}.log",
+        wildcard_constraints:
+            strategy=TRAINED_STRATEGY,
         conda:
             "../../envs/train.yaml"
         threads: 1

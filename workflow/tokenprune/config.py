@@ -59,7 +59,9 @@ def check_references(config: dict[str, Any]) -> None:
             raise TokenpruneError(
                 f"{role}: dataset {entry['dataset']!r} has no split {entry['split']!r}; choose from {sorted(splits)}"
             )
-    for name in config.get("metrics", []):
+    measures = list(config.get("metrics", []))
+    measures += [name for item in config["evaluate"] for name in item.get("metrics", [])]
+    for name in measures:
         try:
             ir_measures.parse_measure(name)
         except (ValueError, NameError, SyntaxError, TypeError, AttributeError, KeyError):

@@ -10,8 +10,10 @@ An index folder holds::
     index_stats.json     counts, % of the unpruned token count kept, bytes per component
 
 The unpruned token count of a passage is what the baseline ``none`` keeps of
-the same truncated passage (real, non-punctuation tokens; inserted
-``[unusedN]`` ids excluded), so every index reports its own percentage.
+the same truncated passage: its candidate tokens under the model's
+``candidate_tokens`` rule, inserted ``[unusedN]`` ids excluded. Every
+selection spends its ``k`` slots on those same candidates (``unused`` on its
+inserted ids), so every index reports a comparable percentage.
 
 Large corpora are encoded as shards (:func:`shard_ranges`, one job each) and
 joined by :func:`merge_index_shards` into a *sharded* index folder::
@@ -33,6 +35,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,8 +47,9 @@ import torch
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
-from tokenprune.model import ColBERT
+from tokenprune.model import ColBERT, gather_kept
 from tokenprune.precision import autocast, resolve_precision
+from tokenprune.selection import TokenSelector, candidate_mask
 
 STATS_FILE = "index_stats.json"
 MANIFEST_FILE = "manifest.json"
@@ -116,7 +120,6 @@ def _index_stats(
     }
 
 
-@torch.inference_mode()
 def build_index(
     model: ColBERT,
     dataset: PreparedDataset,
@@ -150,57 +153,159 @@ def build_index(
         on GPU, bf16 on CPUs with native bf16, else fp32). Vectors are stored
         as fp16 whatever it is.
     """
+    return build_indexes(
+        model, dataset, {output: model.selector}, batch_size=batch_size, chunk_documents=chunk_documents,
+        document_range=document_range, precision=precision,
+    )[0]  # fmt: skip
+
+
+def build_posthoc_indexes(
+    model: ColBERT, dataset: PreparedDataset, selections: dict[str | Path, TokenSelector], **options: Any
+) -> list[dict[str, Any]]:
+    """Several indexes of one corpus from *one* encoding pass, each pruned by a selector applied only at indexing.
+
+    This is the paper's "prune after training" control: ``model`` (usually
+    the unpruned baseline) was trained without the selectors, and each
+    output folder holds what one of them keeps of the same vectors. The
+    statistics record ``"selection": "post-hoc"``.
+
+    Parameters
+    ----------
+    model
+        The model whose vectors are pruned.
+    dataset
+        The prepared collection to index.
+    selections
+        Index folder to create -> the selector that prunes it.
+    **options
+        ``batch_size``, ``chunk_documents``, ``document_range`` and ``precision``, as for :func:`build_index`.
+
+    Raises
+    ------
+    TokenpruneError
+        For a selector that changes the encoder's input (``unused`` inserts
+        tokens, so it has no post-hoc form), or ``attention`` on a backbone
+        that cannot give its attention weights.
+    """
+    for selector in selections.values():
+        if selector.prefix_ids():
+            raise TokenpruneError(
+                f"strategy {selector.name!r} inserts tokens into the passage, so it cannot be applied after "
+                "encoding; post-hoc indexes take first, idf or attention"
+            )
+        if selector.needs_attention:
+            from tokenprune.attention import last_self_attention
+
+            try:
+                last_self_attention(model.backbone)
+            except TypeError as error:
+                raise TokenpruneError(f"strategy 'attention' needs a BERT-style backbone: {error}") from None
+    return build_indexes(model, dataset, selections, **options)
+
+
+class _IndexWriter:
+    """The files of one index being written: vectors, ids, diagnostics, and the per-document counts."""
+
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+        self.vectors = open(staging / "vectors.f16", "wb")  # noqa: SIM115 - closed in close()
+        self.doc_ids = open(staging / "doc_ids.txt", "w", encoding="utf-8")  # noqa: SIM115
+        self.tokens = open(staging / "token_ids.i32", "wb")  # noqa: SIM115
+        self.positions = open(staging / "positions.i16", "wb")  # noqa: SIM115
+        self.per_document: list[int] = []
+
+    def write_chunk(self, doc_ids: list[str], kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        for doc_id, (doc_vectors, doc_tokens, doc_positions) in zip(doc_ids, kept, strict=True):
+            self.vectors.write(np.ascontiguousarray(doc_vectors).tobytes())
+            self.tokens.write(doc_tokens.tobytes())
+            self.positions.write(doc_positions.tobytes())
+            self.doc_ids.write(doc_id + "\n")
+            self.per_document.append(len(doc_vectors))
+
+    def close(self) -> None:
+        for handle in (self.vectors, self.doc_ids, self.tokens, self.positions):
+            handle.close()
+
+
+def _kept_rows(
+    vectors: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per passage of a batch: its kept vectors (fp16), token ids and positions, copied to the host."""
+    passages = gather_kept(vectors, keep, input_ids)
+    # Prune on the device, then copy only the kept vectors back.
+    host_vectors = passages.vectors[passages.mask].half().cpu().numpy()
+    host_tokens = passages.token_ids[passages.mask].int().cpu().numpy()
+    host_positions = passages.positions[passages.mask].short().cpu().numpy()
+    starts = boundaries(passages.mask.sum(dim=1).tolist())
+    return [
+        (host_vectors[start:stop], host_tokens[start:stop], host_positions[start:stop])
+        for start, stop in zip(starts[:-1], starts[1:], strict=True)
+    ]
+
+
+@torch.inference_mode()
+def build_indexes(
+    model: ColBERT,
+    dataset: PreparedDataset,
+    selections: dict[str | Path, TokenSelector],
+    *,
+    batch_size: int = 64,
+    chunk_documents: int = 4096,
+    document_range: tuple[int, int] | None = None,
+    precision: str = "auto",
+) -> list[dict[str, Any]]:
+    """Encode a corpus once and write one index folder per selector, atomically; return their statistics.
+
+    The model's own selector gives its in-loop index (:func:`build_index`),
+    others give post-hoc indexes (:func:`build_posthoc_indexes`). Every
+    selector sees the same vectors and the model's candidate rule. Options
+    as for :func:`build_index`.
+    """
     first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
     precision = resolve_precision(precision, model.device, "encoding")
+    with_attention = any(selector.needs_attention for selector in selections.values())
+    inserted = torch.tensor(model.selector.prefix_ids(), dtype=torch.long, device=model.device)
     unpruned = 0
-    per_document: list[int] = []
-    with atomic_directory(output) as staging:
-        with (
-            open(staging / "vectors.f16", "wb") as vector_file,
-            open(staging / "doc_ids.txt", "w", encoding="utf-8") as id_file,
-            open(staging / "token_ids.i32", "wb") as token_file,
-            open(staging / "positions.i16", "wb") as position_file,
-        ):
-            for doc_ids, texts in dataset.corpus_batches(chunk_documents, first_document, end_document):
-                input_ids, attention_mask = model.tokenize_passages(texts)
-                lengths = attention_mask.sum(dim=1).tolist()
-                kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [None] * len(texts)  # type: ignore[list-item]
-                baseline = attention_mask.bool() & ~torch.isin(input_ids, model.punctuation_ids)
-                prefix = len(model.selector.prefix_ids())
-                baseline[:, 2 : 2 + prefix] = False
-                unpruned += int(baseline.sum())
-                for batch in length_sorted_batches(lengths, batch_size):
-                    width = max(lengths[i] for i in batch)
-                    with autocast(model.device, precision):
-                        encoded = model.encode_passage_ids(input_ids[batch, :width], attention_mask[batch, :width])
-                    counts = encoded.mask.sum(dim=1).tolist()
-                    # Prune on the device, then copy only the kept vectors back.
-                    host_vectors = encoded.vectors[encoded.mask].half().cpu().numpy()
-                    host_tokens = encoded.token_ids[encoded.mask].int().cpu().numpy()
-                    host_positions = encoded.positions[encoded.mask].short().cpu().numpy()
-                    start = 0
-                    for row, count in zip(batch, counts, strict=True):
-                        kept[row] = (
-                            host_vectors[start : start + count],
-                            host_tokens[start : start + count],
-                            host_positions[start : start + count],
-                        )
-                        start += count
-                for doc_id, (doc_vectors, doc_tokens, doc_positions) in zip(doc_ids, kept, strict=True):
-                    vector_file.write(np.ascontiguousarray(doc_vectors).tobytes())
-                    token_file.write(doc_tokens.tobytes())
-                    position_file.write(doc_positions.tobytes())
-                    id_file.write(doc_id + "\n")
-                    per_document.append(len(doc_vectors))
-        np.save(staging / "offsets.npy", boundaries(per_document))
-        component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
-        selection = {"strategy": model.config.strategy, "k": model.config.k, "dim": model.config.dim}
-        stats = _index_stats(selection, per_document, unpruned, component_bytes)
-        stats["document_range"] = [first_document, end_document]
-        stats["encoding_precision"] = precision
-        write_json(staging / STATS_FILE, stats)
-    return stats
+    with ExitStack() as stack:
+        outputs = list(selections)
+        writers = [_IndexWriter(stack.enter_context(atomic_directory(output))) for output in outputs]
+        for writer in writers:
+            stack.callback(writer.close)
+        for doc_ids, texts in dataset.corpus_batches(chunk_documents, first_document, end_document):
+            input_ids, attention_mask = model.tokenize_passages(texts)
+            lengths = attention_mask.sum(dim=1).tolist()
+            # The unpruned count of a passage: its candidates under the model's rule, inserted ids excluded.
+            everything = candidate_mask(model.passage_batch(input_ids, attention_mask), model.config.candidate_tokens)
+            unpruned += int((everything & ~torch.isin(input_ids, inserted)).sum())
+            kept: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[None] * len(texts) for _ in outputs]  # type: ignore[list-item]
+            for batch in length_sorted_batches(lengths, batch_size):
+                width = max(lengths[i] for i in batch)
+                ids, mask = input_ids[batch, :width], attention_mask[batch, :width]
+                with autocast(model.device, precision):
+                    vectors, view = model.encode_passage_tokens(ids, mask, with_attention=with_attention)
+                for number, selector in enumerate(selections.values()):
+                    for row, passage in zip(batch, _kept_rows(vectors, model.keep_mask(view, selector), ids), strict=True):
+                        kept[number][row] = passage
+            for writer, rows in zip(writers, kept, strict=True):
+                writer.write_chunk(doc_ids, rows)
+        all_stats = []
+        for writer, selector in zip(writers, selections.values(), strict=True):
+            writer.close()
+            np.save(writer.staging / "offsets.npy", boundaries(writer.per_document))
+            component_bytes = {
+                name: (writer.staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS
+            }
+            selection = {"strategy": selector.name, "k": selector.k, "dim": model.config.dim}
+            stats = _index_stats(selection, writer.per_document, unpruned, component_bytes)
+            stats["selection"] = "in-loop" if selector is model.selector else "post-hoc"
+            stats["model_strategy"] = model.config.strategy
+            stats["candidate_tokens"] = model.config.candidate_tokens
+            stats["document_range"] = [first_document, end_document]
+            stats["encoding_precision"] = precision
+            write_json(writer.staging / STATS_FILE, stats)
+            all_stats.append(stats)
+    return all_stats
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -31,6 +31,13 @@ SYSTEM_METRICS = "results/metrics/{system}/{corpus}/{split}.{mode}.json"
 SYSTEM_PER_QUERY = "results/metrics/{system}/{corpus}/{split}.{mode}.perquery.tsv"
 UNTRAINED_ID = "untrained/none/kall/seed0"
 BM25_ID = "bm25"
+# A post-hoc system prunes the vectors of an unpruned model ("none") at indexing only:
+# {dataset}/posthoc-{strategy}/k{k}/seed{seed} uses the model {dataset}/none/kall/seed{seed}.
+POSTHOC_PREFIX = "posthoc-"
+# The model as training initialises it, before any step: {dataset}/step0/kall/seed{seed}.
+STEP0 = "step0"
+POSTHOC_ID = "{dataset}/" + POSTHOC_PREFIX + "{strategy}/k{k}/seed{seed}"
+STEP0_ID = "{dataset}/" + STEP0 + "/kall/seed{seed}"
 # The comparison table and plots of one evaluation set in one retrieval mode.
 SUMMARY_DIR = "results/summary/{corpus}/{split}.{mode}"
 # Figures about the trained models themselves (loss curves).
@@ -40,11 +47,14 @@ UNTRAINED_MODEL_DIR = SYSTEM_MODEL_DIR.format(system=UNTRAINED_ID)
 CHECKPOINT_DIR = "results/checkpoints/" + MODEL_ID
 # File stems of the report's tables and figures, inside the folders above.
 COMPARISON_STEM = "comparison"
+# In-loop minus post-hoc, per strategy and k, beside the comparison table.
+CONTRAST_STEM = "inloop_vs_posthoc"
 TRADEOFF_STEM = "index_size_vs_{slug}"
 LOSS_STEM = "training_loss"
 POSITIONS_STEM = "kept_positions"
 TOP_TOKENS_STEM = "kept_tokens"
 COMPARISON = f"{SUMMARY_DIR}/{COMPARISON_STEM}"
+CONTRAST = f"{SUMMARY_DIR}/{CONTRAST_STEM}"
 TRAINING_LOSS = f"{TRAINING_SUMMARY_DIR}/{LOSS_STEM}"
 # Where the kept tokens sit and which they are, per searched collection.
 DIAGNOSTICS_DIR = "results/summary/{corpus}/diagnostics"
@@ -52,8 +62,12 @@ KEPT_POSITIONS = f"{DIAGNOSTICS_DIR}/{POSITIONS_STEM}"
 KEPT_TOKENS = f"{DIAGNOSTICS_DIR}/{TOP_TOKENS_STEM}"
 
 _MODEL_ID_PATTERN = re.compile(
-    r"(?P<dataset>[A-Za-z0-9_-]+)/(?P<strategy>[A-Za-z0-9_]+)/k(?P<k>all|\d+)/seed(?P<seed>\d+)"
+    r"(?P<dataset>[A-Za-z0-9_-]+)/(?P<posthoc>posthoc-)?(?P<strategy>[A-Za-z0-9_]+)/k(?P<k>all|\d+)/seed(?P<seed>\d+)"
 )
+
+
+# The index-size vs measure figure of one evaluation set; {slug} is measure_slug(measure).
+TRADEOFF_PLOT = f"{SUMMARY_DIR}/{TRADEOFF_STEM}"
 
 
 def measure_slug(measure: str) -> str:
@@ -78,7 +92,7 @@ class System:
         Training collection, ``"untrained"`` for the untrained backbone, or
         ``"bm25"``.
     strategy
-        Selection strategy (``"none"`` for unpruned models and BM25).
+        Selection strategy (``"none"`` for unpruned models, the step-0 model and BM25).
     k
         Vectors kept per passage, or ``None`` for unpruned systems.
     seed
@@ -90,6 +104,10 @@ class System:
     strategy: str
     k: int | None
     seed: int
+    #: The selection is applied at indexing only, to the vectors of the unpruned model.
+    posthoc: bool = False
+    #: The model as training initialises it, before any step.
+    step0: bool = False
 
     @classmethod
     def parse(cls, system_id: str) -> System:
@@ -102,15 +120,25 @@ class System:
                 f"{system_id!r} is not a system id: expected 'bm25' or 'dataset/strategy/k<k|all>/seed<n>'"
             )
         k = None if match["k"] == "all" else int(match["k"])
-        return cls(system_id, match["dataset"], match["strategy"], k, int(match["seed"]))
+        step0 = match["strategy"] == STEP0 and not match["posthoc"]
+        posthoc = bool(match["posthoc"])
+        if (posthoc and k is None) or (step0 and k is not None):
+            raise ValueError(f"{system_id!r}: a post-hoc system needs a number k, the step-0 model k=all")
+        strategy = "none" if step0 else match["strategy"]
+        return cls(system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0)
 
     @property
     def kind(self) -> str:
-        """``"bm25"``, ``"untrained"``, ``"baseline"`` (trained, unpruned) or ``"pruned"``."""
+        """``"bm25"``, ``"untrained"``, ``"untrained-posthoc"``, ``"step0"``, ``"baseline"`` (trained,
+        unpruned), ``"pruned"`` (selection in the training loop) or ``"posthoc"`` (selection at indexing only)."""
         if self.id == BM25_ID:
             return "bm25"
         if self.dataset == "untrained":
-            return "untrained"
+            return "untrained-posthoc" if self.posthoc else "untrained"
+        if self.step0:
+            return "step0"
+        if self.posthoc:
+            return "posthoc"
         return "baseline" if self.strategy == "none" else "pruned"
 
     @property
@@ -135,4 +163,9 @@ class System:
         return root / SYSTEM_INDEX_DIR.format(system=self.id, corpus=corpus)
 
     def model_dir(self, root: Path = Path(".")) -> Path | None:
-        return None if self.kind == "bm25" else root / SYSTEM_MODEL_DIR.format(system=self.id)
+        """The model that encodes the system's queries (for a post-hoc system, the unpruned model it prunes)."""
+        if self.kind == "bm25":
+            return None
+        if self.posthoc:
+            return root / MODEL_DIR.format(dataset=self.dataset, strategy="none", k="all", seed=self.seed)
+        return root / SYSTEM_MODEL_DIR.format(system=self.id)

@@ -26,14 +26,15 @@ from tokenprune.attention import ParallelDropout, last_layer_attention, last_sel
 from tokenprune.backbone import load_tokenizer, resolve_backbone
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
-from tokenprune.selection import SELECTORS, PassageBatch, make_selector
+from tokenprune.selection import CANDIDATE_RULES, SELECTORS, PassageBatch, TokenSelector, make_selector
 
 QUERY_MARKER = "[unused0]"
 DOCUMENT_MARKER = "[unused1]"
 CONFIG_FILE = "tokenprune.json"
 WEIGHTS_FILE = "model.safetensors"
 IDF_FILE = "idf.safetensors"
-FORMAT_VERSION = 1
+# Version 2 replaced the boolean ``mask_punctuation`` by ``candidate_tokens``.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class ColBERTConfig:
         L2-normalise every output vector.
     query_expansion
         Pad queries with ``[MASK]`` to ``query_max_length`` and score those vectors too.
-    mask_punctuation
-        Drop punctuation vectors from the passage side (not for ``first``).
+    candidate_tokens
+        Which passage positions a strategy may keep (:data:`~tokenprune.selection.CANDIDATE_RULES`):
+        ``content`` (no special tokens, no punctuation), ``no_punctuation`` or ``all``.
     projection_init
         ``"pca"`` or ``"random"``; only used when training starts.
     """
@@ -69,7 +71,7 @@ class ColBERTConfig:
     passage_max_length: int = 180
     normalize: bool = False
     query_expansion: bool = False
-    mask_punctuation: bool = True
+    candidate_tokens: str = "content"
     projection_init: str = "pca"
 
     def __post_init__(self) -> None:
@@ -83,6 +85,8 @@ class ColBERTConfig:
                 raise TokenpruneError(f"{name} must be a positive integer, got {value!r}")
         if self.query_max_length < 4 or self.passage_max_length < 4:
             raise TokenpruneError("query_max_length and passage_max_length must leave room for the special tokens (>= 4)")
+        if self.candidate_tokens not in CANDIDATE_RULES:
+            raise TokenpruneError(f"candidate_tokens must be one of {list(CANDIDATE_RULES)}, got {self.candidate_tokens!r}")
         if self.projection_init not in ("pca", "random"):
             raise TokenpruneError(f"projection_init must be 'pca' or 'random', got {self.projection_init!r}")
 
@@ -208,6 +212,15 @@ class ColBERT(nn.Module):
         swap_dropout(backbone, ParallelDropout)
         punctuation = [vocabulary[symbol] for symbol in string.punctuation if symbol in vocabulary]
         self.register_buffer("punctuation_ids", torch.tensor(punctuation, dtype=torch.long), persistent=False)
+        special = sorted({*tokenizer.all_special_ids, self.query_marker_id, self.document_marker_id})
+        self.register_buffer("special_ids", torch.tensor(special, dtype=torch.long), persistent=False)
+
+    def use_idf(self, idf: torch.Tensor) -> None:
+        """Rank tokens with another IDF table from now on (e.g. the indexed collection's; strategy ``idf`` only)."""
+        if self.config.strategy != "idf":
+            raise TokenpruneError(f"an IDF table only serves strategy 'idf', not {self.config.strategy!r}")
+        self.idf = idf
+        self.selector = make_selector("idf", self.config.k, idf=idf)
 
     # ------------------------------------------------------------------ building and saving
     @classmethod
@@ -261,7 +274,9 @@ class ColBERT(nn.Module):
             raise TokenpruneError(f"{str(directory)!r} is not a tokenprune model (no {CONFIG_FILE})")
         try:
             payload = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-            payload.pop("format_version", None)
+            if payload.pop("format_version", None) == 1 and "mask_punctuation" in payload:
+                # Version 1 models kept special tokens among the candidates.
+                payload["candidate_tokens"] = "no_punctuation" if payload.pop("mask_punctuation") else "all"
             config = ColBERTConfig.from_dict(payload)
             backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory), attn_implementation=register_attention())
             tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
@@ -335,17 +350,36 @@ class ColBERT(nn.Module):
 
     def encode_passage_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PassageVectors:
         """Encode already tokenised passages and apply the selection layer."""
-        needs_attention = self.selector.needs_attention
-        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=needs_attention)
-        batch = PassageBatch(
+        vectors, batch = self.encode_passage_tokens(input_ids, attention_mask, with_attention=self.selector.needs_attention)
+        return gather_kept(vectors, self.keep_mask(batch), input_ids)
+
+    def keep_mask(self, batch: PassageBatch, selector: TokenSelector | None = None) -> torch.Tensor:
+        """Positions ``selector`` (default: the model's own) keeps, under the model's candidate rule."""
+        with torch.no_grad():
+            return (selector or self.selector).select(batch, self.config.candidate_tokens)
+
+    def passage_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: torch.Tensor | None = None) -> PassageBatch:
+        """What a selector may look at for these passages (special and punctuation positions marked)."""
+        return PassageBatch(
             input_ids=input_ids,
             attention_mask=attention_mask,
             punctuation=torch.isin(input_ids, self.punctuation_ids),
-            attentions=last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if needs_attention else None,
+            special=torch.isin(input_ids, self.special_ids),
+            attentions=attentions,
         )
-        with torch.no_grad():
-            keep = self.selector.select(batch, mask_punctuation=self.config.mask_punctuation)
-        return gather_kept(self._project(output.last_hidden_state), keep, input_ids)
+
+    def encode_passage_tokens(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, with_attention: bool
+    ) -> tuple[torch.Tensor, PassageBatch]:
+        """Every position's projected vector ``[batch, length, dim]``, before selection, and the selector's view.
+
+        ``with_attention`` adds the last layer's attention probabilities to the
+        view (for ``attention``); one pass can then serve several selectors,
+        as the post-hoc indexes do.
+        """
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=with_attention)
+        attentions = last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if with_attention else None
+        return self._project(output.last_hidden_state), self.passage_batch(input_ids, attention_mask, attentions)
 
     def score(self, queries: list[str], passages: list[str]) -> torch.Tensor:
         """MaxSim scores ``[len(queries), len(passages)]``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,12 @@ import pyarrow.parquet as pq
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tokenprune.index import PrunedIndex
+    from tokenprune.model import ColBERT
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +119,67 @@ def docpairs_to_triples(irds_id: str, output: str | Path, batch_size: int = 100_
             writer.write_table(pa.table(rows, schema=TRIPLES_SCHEMA))
             written += len(rows["query_id"])
     return written
+
+
+def audit_negatives(
+    dataset: PreparedDataset, split: str, model: ColBERT, index: PrunedIndex, depth: int = 50
+) -> pd.DataFrame:
+    """How often each BM25 rank of the unjudged passages looks like an unjudged positive to ``model``.
+
+    For every judged query of ``split``, BM25 ranks the corpus; the unjudged
+    passages, in that order, are the candidate hard negatives (rank 1 = the
+    first unjudged passage). ``model`` scores each against the query with
+    MaxSim over ``index`` (the model's own index of the corpus, e.g. the
+    untrained backbone's), and the passage counts as a *suspect* when it
+    scores at least as high as the query's best judged positive. Sparse
+    judgments (SciFact: about 1.1 per claim) leave relevant passages
+    unjudged, and they sit at the top of the BM25 ranking.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per unjudged rank: ``rank``, ``queries``, ``suspect_share``
+        (share of queries whose passage at that rank is a suspect) and
+        ``mean_score_ratio`` (passage score / best positive score).
+    """
+    import bm25s
+    import pandas as pd
+    import torch
+
+    doc_ids, doc_texts = dataset.corpus()
+    if index.doc_ids != doc_ids:
+        raise TokenpruneError(f"index {str(index.folder)!r} does not hold the corpus of {str(dataset.folder)!r} in order")
+    queries, qrels = dataset.queries(split), dataset.qrels(split)
+    retriever, stemmer = bm25_index(doc_texts)
+    del doc_texts
+    query_ids = [q for q in queries if any(gain > 0 for gain in qrels.get(q, {}).values())]
+    tokens = bm25s.tokenize([queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=False)
+    depth_needed = min(len(doc_ids), depth + max(len(qrels[q]) for q in query_ids))
+    ranked, _ = retriever.retrieve(tokens, k=depth_needed, show_progress=False, n_threads=0)
+    position = {doc_id: number for number, doc_id in enumerate(doc_ids)}
+    rows = []
+    model.eval()
+    for start in range(0, len(query_ids), 64):
+        batch = query_ids[start : start + 64]
+        with torch.inference_mode():
+            query_vectors, query_mask = model.encode_queries([queries[q] for q in batch])
+        for row, (query_id, ranking) in enumerate(zip(batch, np.asarray(ranked)[start : start + 64], strict=True)):
+            judged = qrels[query_id]
+            positives = [position[d] for d, gain in judged.items() if gain > 0 and d in position]
+            unjudged = [int(i) for i in ranking if doc_ids[i] not in judged][:depth]
+            real = query_vectors[row][query_mask[row]].float().numpy()
+            scores = [
+                float((real @ np.asarray(index.vectors[index.offsets[d] : index.offsets[d + 1]], dtype=np.float32).T).max(axis=1).sum())
+                if index.offsets[d + 1] > index.offsets[d]
+                else float("-inf")
+                for d in positives + unjudged
+            ]
+            best_positive = max(scores[: len(positives)])
+            for rank, score in enumerate(scores[len(positives) :], start=1):
+                rows.append((query_id, rank, score >= best_positive, score / best_positive if best_positive > 0 else np.nan))
+    frame = pd.DataFrame(rows, columns=["query_id", "rank", "suspect", "score_ratio"])
+    return (
+        frame.groupby("rank")
+        .agg(queries=("query_id", "size"), suspect_share=("suspect", "mean"), mean_score_ratio=("score_ratio", "mean"))
+        .reset_index()
+    )

@@ -34,6 +34,7 @@ def untrained_model(
     *,
     query_max_length: int = 32,
     passage_max_length: int = 180,
+    candidate_tokens: str = "content",
     strategy: str = "none",
     k: int | None = None,
     idf: torch.Tensor | None = None,
@@ -60,6 +61,7 @@ def untrained_model(
         projection_init="random",
         query_max_length=query_max_length,
         passage_max_length=passage_max_length,
+        candidate_tokens=candidate_tokens,
     )
     model = ColBERT.from_backbone(config, idf=idf)
     with torch.no_grad():

@@ -3,13 +3,24 @@
 Each strategy is one small class registered under its name; all share the
 :class:`TokenSelector` interface, so a new strategy is one class (plus a test).
 A selector sees the encoded passage batch and returns a boolean *keep* mask.
-Three rules hold for every strategy:
 
-* padding is never a candidate, so no padding vector is ever kept or scored;
-* a passage with fewer than ``k`` candidate tokens keeps all of them;
-* punctuation is excluded from the candidates (as ColBERT does), except for
-  ``first``, which keeps the first ``k`` positions whatever they hold, and
-  ``unused``, whose kept positions are the inserted ``[unusedN]`` tokens.
+One *candidate rule* (:data:`CANDIDATE_RULES`, the model setting
+``candidate_tokens``) says which positions any strategy may spend its ``k``
+slots on, so strategies differ only in how they rank the same candidates:
+
+* ``content`` (default): real tokens that are neither special tokens
+  (``[CLS]``, ``[SEP]``, the ``[Q]``/``[D]`` markers, ``[MASK]``) nor
+  punctuation. Otherwise ``first`` spends two of its slots on ``[CLS]`` and
+  ``[D]`` and ``idf`` gives special tokens, absent from its document counts,
+  the highest IDF;
+* ``no_punctuation``: real tokens minus punctuation (ColBERT's own document mask);
+* ``all``: every real token.
+
+Whatever the rule, padding is never a candidate, a passage with fewer than
+``k`` candidates keeps all of them, ``idf`` never chooses a special token,
+and ``unused`` keeps exactly its inserted ``[unusedN]`` positions. The
+percentage of tokens kept divides by the candidates of the same rule
+(:func:`candidate_mask`), so above and below the line count alike.
 """
 
 from __future__ import annotations
@@ -50,6 +61,10 @@ class PassageBatch:
         ``[batch, length]``, 1 for real tokens and 0 for padding.
     punctuation
         ``[batch, length]``, True where the token is punctuation.
+    special
+        ``[batch, length]``, True where the token is a special token
+        (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]``, the query and document
+        markers); inserted ``[unusedN]`` ids are not special.
     attentions
         Last-layer attention probabilities ``[batch, heads, rows, columns]``,
         present only for selectors with ``needs_attention``.
@@ -58,7 +73,29 @@ class PassageBatch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     punctuation: torch.Tensor
+    special: torch.Tensor
     attentions: torch.Tensor | None = None
+
+
+CANDIDATE_RULES = ("content", "no_punctuation", "all")
+
+
+def candidate_mask(batch: PassageBatch, rule: str = "content") -> torch.Tensor:
+    """``[batch, length]`` positions a strategy may keep under candidate ``rule`` (see the module docstring).
+
+    Raises
+    ------
+    TokenpruneError
+        For an unknown rule, naming the known ones.
+    """
+    if rule not in CANDIDATE_RULES:
+        raise TokenpruneError(f"unknown candidate rule {rule!r}; choose from {list(CANDIDATE_RULES)}")
+    candidates = batch.attention_mask.bool()
+    if rule != "all":
+        candidates = candidates & ~batch.punctuation
+    if rule == "content":
+        candidates = candidates & ~batch.special
+    return candidates
 
 
 def top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
@@ -101,8 +138,6 @@ class TokenSelector(ABC):
     name: ClassVar[str]
     #: Whether the backbone must return last-layer attention probabilities.
     needs_attention: ClassVar[bool] = False
-    #: Whether punctuation positions are removed from the candidates.
-    masks_punctuation: ClassVar[bool] = True
 
     def __init__(self, k: int | None) -> None:
         if self.name != "none" and (not isinstance(k, int) or isinstance(k, bool) or k <= 0):
@@ -113,41 +148,36 @@ class TokenSelector(ABC):
         """Token ids to insert right after the document marker (only ``unused`` has any)."""
         return []
 
-    def candidates(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
-        """Selectable positions: real tokens, minus punctuation where the strategy masks it."""
-        real = batch.attention_mask.bool()
-        if mask_punctuation and self.masks_punctuation:
-            real = real & ~batch.punctuation
-        return real
-
     @abstractmethod
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
-        """Return the ``[batch, length]`` boolean keep mask."""
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+        """Return the ``[batch, length]`` boolean keep mask, a subset of ``candidate_mask(batch, candidate_tokens)``."""
 
 
 @register("none")
 class KeepAll(TokenSelector):
-    """The unpruned ColBERT baseline: every real, non-punctuation token."""
+    """The unpruned ColBERT baseline: every candidate token."""
 
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
-        return self.candidates(batch, mask_punctuation)
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+        return candidate_mask(batch, candidate_tokens)
 
 
 @register("first")
 class FirstK(TokenSelector):
-    """The first ``k`` positions of the encoded passage (``[CLS]`` and the marker included)."""
+    """The first ``k`` candidate tokens of the passage (with ``content``, the first ``k`` word pieces of its text)."""
 
-    masks_punctuation = False
-
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
-        candidates = self.candidates(batch, mask_punctuation)
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+        candidates = candidate_mask(batch, candidate_tokens)
         position = torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
         return top_k_mask(-position.float(), candidates, self.k)
 
 
 @register("idf")
 class TopIdf(TokenSelector):
-    """The ``k`` tokens with the highest IDF, from a table computed on the training corpus.
+    """The ``k`` candidate tokens with the highest IDF; special tokens are never chosen, whatever the rule.
+
+    The table comes from the training corpus, or from the corpus being
+    indexed (:mod:`tokenprune.idf`); a token absent from it scores as a
+    token seen in no passage, the table's maximum.
 
     Parameters
     ----------
@@ -163,14 +193,14 @@ class TopIdf(TokenSelector):
             raise TokenpruneError("strategy 'idf' needs an IDF table: run 'tokenprune compute-idf' and pass --idf")
         self.idf = idf.float()
 
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
         if int(batch.input_ids.max()) >= self.idf.numel():
             raise TokenpruneError(
                 f"token id {int(batch.input_ids.max())} is outside the IDF table ({self.idf.numel()} entries); "
                 "was the IDF computed with another tokenizer?"
             )
         scores = self.idf.to(batch.input_ids.device)[batch.input_ids]
-        return top_k_mask(scores, self.candidates(batch, mask_punctuation), self.k)
+        return top_k_mask(scores, candidate_mask(batch, candidate_tokens) & ~batch.special, self.k)
 
 
 @register("unused")
@@ -189,8 +219,6 @@ class UnusedTokens(TokenSelector):
         already excluded), in vocabulary order.
     """
 
-    masks_punctuation = False
-
     def __init__(self, k: int | None, unused_ids: list[int] | None = None) -> None:
         super().__init__(k)
         supply = list(unused_ids or [])
@@ -204,14 +232,14 @@ class UnusedTokens(TokenSelector):
     def prefix_ids(self) -> list[int]:
         return list(self.unused_ids)
 
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
         inserted = torch.tensor(self.unused_ids, device=batch.input_ids.device)
         return torch.isin(batch.input_ids, inserted) & batch.attention_mask.bool()
 
 
 @register("attention")
 class TopAttention(TokenSelector):
-    """The ``k`` tokens that receive the most last-layer attention.
+    """The ``k`` candidate tokens that receive the most last-layer attention.
 
     A token's score is ``sum_h sum_i A[h, i, j]`` over heads ``h`` and real
     (non-padding) query rows ``i``: the attention *received* by column ``j``.
@@ -223,12 +251,12 @@ class TopAttention(TokenSelector):
 
     needs_attention = True
 
-    def select(self, batch: PassageBatch, mask_punctuation: bool = True) -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
         if batch.attentions is None:
             raise TokenpruneError("strategy 'attention' needs the backbone's last-layer attentions")
         rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
         received = (batch.attentions * rows).sum(dim=(1, 2))
-        return top_k_mask(received.float(), self.candidates(batch, mask_punctuation), self.k)
+        return top_k_mask(received.float(), candidate_mask(batch, candidate_tokens), self.k)
 
 
 def make_selector(strategy: str, k: int | None, **resources: object) -> TokenSelector:

@@ -220,6 +220,20 @@ def loss_log_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def initialise_model(model: ColBERT, sampler: TripleSampler) -> dict[str, Any]:
+    """Bring a fresh model to step 0 of training: the PCA projection, when configured, from the sampler's passages.
+
+    Training calls this before its first step, and the study's "step 0" row
+    evaluates exactly this state. Returns what it recorded (the projection's
+    share of the token vectors' energy).
+    """
+    if model.config.projection_init != "pca":
+        return {}
+    energy = model.initialise_projection_pca(sampler.sample_passages(256))
+    log.info("projection initialised with PCA (keeps %.1f%% of the token vectors' energy)", 100 * energy)
+    return {"projection_energy": round(energy, 4)}
+
+
 def train(
     model: ColBERT,
     sampler: TripleSampler,
@@ -279,10 +293,8 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
         log.info("resuming from %s at step %d", checkpoint_path, start)
-    elif model.config.projection_init == "pca":
-        energy = model.initialise_projection_pca(sampler.sample_passages(256))
-        summary["projection_energy"] = round(energy, 4)
-        log.info("projection initialised with PCA (keeps %.1f%% of the token vectors' energy)", 100 * energy)
+    else:
+        summary.update(initialise_model(model, sampler))
     summary["resumed_from"] = start
     rows = _read_loss_log(log_path, start)
 

@@ -133,6 +133,37 @@ def _mine_negatives(args: argparse.Namespace) -> None:
     mine_bm25_negatives(PreparedDataset(args.data), args.split, args.output, args.negatives_per_query, args.skip)
 
 
+@command("audit-negatives", "Per BM25 rank of the unjudged passages: how often a model scores them above the judged positive.")
+def _audit_negatives_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Prepared dataset folder.")
+    parser.add_argument("--split", required=True, help="Split whose queries and qrels to audit.")
+    parser.add_argument("--model", required=True, help="Model folder that scores the passages (e.g. the untrained backbone).")
+    parser.add_argument("--index", required=True, help="That model's unpruned index of the dataset's corpus.")
+    parser.add_argument("--depth", type=int, default=50, help="Unjudged BM25 ranks to audit per query.")
+    _add_compute_arguments(parser)
+    parser.add_argument("--output", required=True, type=Path, help="CSV to write (one row per rank).")
+
+
+@_audit_negatives_arguments.run
+def _audit_negatives(args: argparse.Namespace) -> None:
+    from tokenprune.data import PreparedDataset
+    from tokenprune.index import PrunedIndex
+    from tokenprune.io import atomic_file
+    from tokenprune.model import ColBERT
+    from tokenprune.negatives import audit_negatives
+
+    if args.depth <= 0:
+        raise TokenpruneError(f"--depth must be positive, got {args.depth}")
+    model = ColBERT.load(args.model, device=_compute_device(args))
+    table = audit_negatives(PreparedDataset(args.data), args.split, model, PrunedIndex(args.index), args.depth)
+    with atomic_file(args.output) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    for first, last in ((1, 5), (6, 10), (11, 20), (21, 30), (31, args.depth)):
+        rows = table[(table["rank"] >= first) & (table["rank"] <= last)]
+        if len(rows):
+            log.info("unjudged ranks %d-%d: %.1f%% suspects", first, last, 100 * rows["suspect_share"].mean())
+
+
 @command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).")
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
@@ -213,6 +244,32 @@ def _train(args: argparse.Namespace) -> None:
     log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
 
 
+@command("initial-model", "The model as training initialises it, before any step (the study's 'step 0' row).")
+def _initial_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
+    parser.add_argument("--split", required=True, help="Split the triples' queries come from.")
+    parser.add_argument("--triples", required=True, help="Triples file from mine-negatives (its passages initialise the projection).")
+    parser.add_argument("--seed", type=int, required=True, help="The training seed whose initialisation to save.")
+    parser.add_argument("--model-config", required=True, help="The config's 'model' section as JSON.")
+    parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
+
+
+@_initial_model_arguments.run
+def _initial_model(args: argparse.Namespace) -> None:
+    import torch
+
+    from tokenprune.data import PreparedDataset
+    from tokenprune.model import ColBERT, ColBERTConfig
+    from tokenprune.training import TripleSampler, initialise_model
+
+    config = ColBERTConfig.from_dict({**_json_argument(args.model_config, "--model-config"), "strategy": "none", "k": None})
+    torch.manual_seed(args.seed)
+    model = ColBERT.from_backbone(config)
+    recorded = initialise_model(model, TripleSampler(args.triples, PreparedDataset(args.data), args.split, 1, args.seed))
+    model.save(args.output, extra_files={"initialisation.json": json.dumps({"seed": args.seed, **recorded}, indent=2) + "\n"})
+    log.info("step-0 model (seed %d) written to %s", args.seed, args.output)
+
+
 @command("import-model", "Copy a model trained elsewhere (e.g. a previous run's results/models) into the pipeline.")
 def _import_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, type=Path, help="Model folder to import.")
@@ -241,15 +298,15 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", default="auto", help="auto (fp16 on GPU, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
     )
+    parser.add_argument("--idf", help="IDF table for the idf strategy at indexing, replacing the model's own (training) table.")
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
 
 
-@_index_arguments.run
-def _index(args: argparse.Namespace) -> None:
-
+def _index_job(args: argparse.Namespace) -> tuple[Any, Any, tuple[int, int], dict[str, Any]]:
+    """The model, dataset, document range and encoding options of an index command (arguments checked)."""
     from tokenprune.data import PreparedDataset
-    from tokenprune.index import build_index, shard_ranges
+    from tokenprune.index import shard_ranges
     from tokenprune.model import ColBERT
 
     for option, value in (("--batch-size", args.batch_size), ("--chunk-documents", args.chunk_documents), ("--shards", args.shards)):
@@ -260,14 +317,69 @@ def _index(args: argparse.Namespace) -> None:
     dataset = PreparedDataset(args.data)
     document_range = shard_ranges(dataset.documents, args.shards, args.chunk_documents)[args.shard]
     model = ColBERT.load(args.model, device=_compute_device(args))
-    stats = build_index(
-        model, dataset, args.output, batch_size=args.batch_size, chunk_documents=args.chunk_documents,
-        document_range=document_range, precision=args.precision,
-    )  # fmt: skip
+    options = {
+        "batch_size": args.batch_size, "chunk_documents": args.chunk_documents,
+        "document_range": document_range, "precision": args.precision,
+    }  # fmt: skip
+    return model, dataset, document_range, options
+
+
+def _log_index(document_range: tuple[int, int], stats: dict[str, Any]) -> None:
     log.info(
-        "documents [%d, %d): %d vectors (%.1f%% of the unpruned tokens), %.1f MiB, encoded in %s",
-        *document_range, stats["vectors"], stats["percent_tokens_kept"], stats["index_mib"], stats["encoding_precision"],
+        "%s k=%s (%s), documents [%d, %d): %d vectors (%.1f%% of the unpruned tokens), %.1f MiB, encoded in %s",
+        stats["strategy"], stats["k"], stats["selection"], *document_range, stats["vectors"],
+        stats["percent_tokens_kept"], stats["index_mib"], stats["encoding_precision"],
     )  # fmt: skip
+
+
+@_index_arguments.run
+def _index(args: argparse.Namespace) -> None:
+    from tokenprune.idf import load_idf
+    from tokenprune.index import build_index
+
+    model, dataset, document_range, options = _index_job(args)
+    if args.idf:
+        model.use_idf(load_idf(args.idf))
+    _log_index(document_range, build_index(model, dataset, args.output, **options))
+
+
+@command("posthoc-index", "Prune an unpruned model's vectors at indexing only: several selections from one encoding pass.")
+def _posthoc_index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Model folder of an unpruned model (strategy none).")
+    parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
+    parser.add_argument(
+        "--selection", required=True, nargs=3, action="append", metavar=("STRATEGY", "K", "OUTPUT"),
+        help="A selection applied at indexing and the index folder it writes; repeat for each.",
+    )  # fmt: skip
+    parser.add_argument("--idf", help="IDF table (needed when a selection is idf).")
+    parser.add_argument("--batch-size", type=int, required=True, help="Passages per forward pass.")
+    parser.add_argument("--chunk-documents", type=int, required=True, help="Documents read and length-sorted together.")
+    parser.add_argument("--shards", type=int, default=1, help="Split the corpus into this many shards ...")
+    parser.add_argument("--shard", type=int, default=0, help="... and encode only this one (0-based).")
+    parser.add_argument("--precision", required=True, help="auto, fp32, bf16 or fp16.")
+    _add_compute_arguments(parser)
+
+
+@_posthoc_index_arguments.run
+def _posthoc_index(args: argparse.Namespace) -> None:
+    from tokenprune.idf import load_idf
+    from tokenprune.index import build_posthoc_indexes
+    from tokenprune.model import parse_k
+    from tokenprune.selection import make_selector
+
+    model, dataset, document_range, options = _index_job(args)
+    if model.config.strategy != "none":
+        raise TokenpruneError(
+            f"--model {args.model!r} was trained with strategy {model.config.strategy!r}; "
+            "post-hoc selections prune an unpruned model (strategy none)"
+        )
+    idf = load_idf(args.idf) if args.idf else None
+    selections = {
+        Path(output): make_selector(strategy, parse_k(k), idf=idf, unused_ids=model.unused_ids)
+        for strategy, k, output in args.selection
+    }
+    for stats in build_posthoc_indexes(model, dataset, selections, **options):
+        _log_index(document_range, stats)
 
 
 @command("merge-index", "Join shard indexes (from index --shard) into one sharded index folder, without copying vectors.")
@@ -409,6 +521,7 @@ def _untrained_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="embedded", help="Backbone name, Hugging Face id or path.")
     parser.add_argument("--query-max-length", type=int, default=32)
     parser.add_argument("--passage-max-length", type=int, default=180)
+    parser.add_argument("--candidate-tokens", default="content", help="content, no_punctuation or all (model.candidate_tokens).")
     parser.add_argument("--strategy", default="none", help="Selection applied without training (default: none).")
     parser.add_argument("--k", default="all", help="Vectors kept per passage ('all' for none).")
     parser.add_argument("--idf", help="IDF table (strategy idf).")
@@ -423,5 +536,5 @@ def _untrained(args: argparse.Namespace) -> None:
 
     untrained_model(
         args.backbone, args.output, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
-        strategy=args.strategy, k=parse_k(args.k), idf=load_idf(args.idf) if args.idf else None,
+        candidate_tokens=args.candidate_tokens, strategy=args.strategy, k=parse_k(args.k), idf=load_idf(args.idf) if args.idf else None,
     )  # fmt: skip

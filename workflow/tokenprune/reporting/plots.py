@@ -80,8 +80,11 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
 
     Two panels share the y axis: index size in MiB (log scale) and the share of
     tokens kept. The trained unpruned baseline is a star with a dotted
-    horizontal line, the untrained backbone a grey diamond, and BM25 (no
-    index size measured) a dashed horizontal line.
+    horizontal line, the step-0 model a black plus, the untrained backbone a
+    grey diamond, and BM25 (no index size measured) a dashed horizontal line.
+    Selections applied post hoc are hollow markers in the strategy's colour:
+    circles on dashed lines for the trained baseline's vectors, squares on
+    dotted lines for the untrained backbone's.
 
     Parameters
     ----------
@@ -108,8 +111,18 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
                     f"k={int(row['k'])}", (row[x_column], row[measure]), textcoords="offset points", xytext=(4, 4),
                     fontsize=7, color=strategy_colour(str(strategy)),
                 )  # fmt: skip
+        # The same selection applied only at indexing: hollow markers in the strategy's colour.
+        for kind, marker, linestyle, suffix in [("posthoc", "o", "--", "post-hoc"), ("untrained-posthoc", "s", ":", "post-hoc, untrained")]:
+            for strategy, rows in table[table["kind"] == kind].groupby("strategy", sort=False):
+                rows = rows.sort_values(x_column)
+                axis.plot(
+                    rows[x_column], rows[measure], color=strategy_colour(str(strategy)), marker=marker,
+                    markerfacecolor="white", markersize=5, linewidth=1.0, linestyle=linestyle,
+                    label=f"{strategy} ({suffix})", gid=f"{kind}:{strategy}",
+                )  # fmt: skip
         for kind, marker, colour, label in [
             ("baseline", "*", STRATEGY_COLOURS["none"], "ColBERT, no pruning"),
+            ("step0", "P", STRATEGY_COLOURS["none"], "ColBERT, step 0"),
             ("untrained", "D", REFERENCE_COLOURS["untrained"], "untrained backbone"),
         ]:
             for _, row in table[table["kind"] == kind].iterrows():
@@ -137,8 +150,9 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     axes[0].set_ylabel(measure)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    # Strategies first, in table order, then the references.
+    # Strategies first, in table order, then their post-hoc forms and the references.
     strategies = [str(s) for s in dict.fromkeys(table.loc[table["kind"] == "pruned", "strategy"])]
+    strategies += [label for strategy in list(strategies) for label in unique if label.startswith(f"{strategy} (post-hoc")]
     order = [label for label in strategies if label in unique] + [label for label in unique if label not in strategies]
     figure.legend([unique[label] for label in order], order, loc="outside right center", frameon=False)
     figure.suptitle(title or f"Index size vs {measure}")

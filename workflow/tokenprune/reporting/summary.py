@@ -25,8 +25,25 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.index import STATS_FILE
 from tokenprune.layout import System
 
-METHOD_LABELS = {"bm25": "BM25", "untrained": "untrained backbone", "baseline": "ColBERT (no pruning)"}
-KIND_ORDER = {"bm25": 0, "untrained": 1, "baseline": 2, "pruned": 3}
+METHOD_LABELS = {
+    "bm25": "BM25",
+    "untrained": "untrained backbone",
+    "step0": "ColBERT, step 0",
+    "baseline": "ColBERT (no pruning)",
+}
+#: Unpruned rows first; then, per k, the strategies trained in the loop, their post-hoc
+#: forms on the trained baseline, and on the untrained backbone.
+KIND_ORDER = {"bm25": 0, "untrained": 1, "step0": 2, "baseline": 3, "pruned": 4, "posthoc": 5, "untrained-posthoc": 6}
+SELECTION_LABELS = {"pruned": "in-loop", "posthoc": "post-hoc", "untrained-posthoc": "post-hoc"}
+
+
+def method_label(system: System) -> str:
+    """The row label of a system's method: references by name, pruned methods by strategy (and where pruned)."""
+    if system.kind == "posthoc":
+        return f"{system.strategy} (post-hoc)"
+    if system.kind == "untrained-posthoc":
+        return f"{system.strategy} (post-hoc, untrained)"
+    return METHOD_LABELS.get(system.kind, system.strategy)
 
 
 @dataclass
@@ -152,6 +169,10 @@ class Comparison:
         The evaluation set and retrieval mode.
     paper_source
         The paper tables the ``paper`` columns come from, or ``None``.
+    seed_counts
+        Distinct numbers of seeds of the trained methods.
+    contrast
+        In-loop minus post-hoc, per strategy, k and measure (:func:`in_loop_contrast`).
     """
 
     table: pd.DataFrame
@@ -164,6 +185,7 @@ class Comparison:
     mode: str = ""
     paper_source: str | None = None
     seed_counts: list[int] = field(default_factory=list)
+    contrast: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def baseline_label(self) -> str | None:
@@ -172,8 +194,10 @@ class Comparison:
 
 
 def _method_sort_key(system: System, strategy_order: dict[str, int]) -> tuple:
-    # References first, then pruned methods grouped by budget (largest k first) as in the paper.
-    return (KIND_ORDER[system.kind], -(system.k or 0), strategy_order.get(system.strategy, len(strategy_order)))
+    # Unpruned rows first, then pruned methods grouped by budget (largest k first) as in the paper.
+    if system.k is None:
+        return (0, KIND_ORDER[system.kind], 0, 0)
+    return (1, -system.k, KIND_ORDER[system.kind], strategy_order.get(system.strategy, len(strategy_order)))
 
 
 def compare_methods(
@@ -240,8 +264,9 @@ def compare_methods(
         system = group[0].system
         sizes = [r.index_stats for r in group if r.index_stats is not None]
         row: dict[str, Any] = {
-            "method": METHOD_LABELS.get(system.kind, system.strategy),
+            "method": method_label(system),
             "kind": system.kind,
+            "selection": SELECTION_LABELS.get(system.kind, ""),
             "strategy": system.strategy,
             "k": system.k,
             "seeds": len(group),
@@ -273,7 +298,7 @@ def compare_methods(
             if method in adjusted:
                 table.loc[position, f"{name} p_holm"] = adjusted[method]
                 table.loc[position, f"{name} significant"] = bool(adjusted[method] < alpha)
-    ordered = ["method", "kind", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
+    ordered = ["method", "kind", "selection", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
     for name in measures:
         ordered += [name, f"{name} std", f"{name} delta", f"{name} p_holm", f"{name} significant", f"{name} paper"]
     queries = len(per_query[baseline]) if baseline else max(len(frame) for frame in per_query.values())
@@ -282,6 +307,7 @@ def compare_methods(
         sources = ", ".join(sorted(set(paper["source"])))
     return Comparison(
         table=table[ordered],
+        contrast=in_loop_contrast(by_method, per_query, measures, alpha),
         measures=list(measures),
         queries=queries,
         alpha=alpha,
@@ -294,6 +320,36 @@ def compare_methods(
             {len(group) for group in by_method.values() if group[0].system.kind in ("baseline", "pruned")}
         ),
     )
+
+
+CONTRAST_COLUMNS = ["strategy", "k", "measure", "in-loop", "post-hoc", "delta", "p", "p_holm", "significant", "queries"]
+
+
+def in_loop_contrast(
+    by_method: dict[str, list[SystemResult]], per_query: dict[str, pd.DataFrame], measures: Sequence[str], alpha: float
+) -> pd.DataFrame:
+    """The paper's claim, tested: for each strategy and k, selection in the training loop minus the same selection
+    applied post hoc to the trained baseline's vectors.
+
+    One row per (strategy, k, measure) where both exist: the two means,
+    their difference, the paired two-sided t-test over queries (per-query
+    values averaged over seeds) and its Holm correction across the
+    (strategy, k) pairs of each measure.
+    """
+    in_loop = {(g[0].system.strategy, g[0].system.k): m for m, g in by_method.items() if g[0].system.kind == "pruned"}
+    post_hoc = {(g[0].system.strategy, g[0].system.k): m for m, g in by_method.items() if g[0].system.kind == "posthoc"}
+    pairs = [pair for pair in in_loop if pair in post_hoc]
+    rows = []
+    for name in measures:
+        raw = [paired_t_test(per_query[in_loop[pair]][name], per_query[post_hoc[pair]][name]) for pair in pairs]
+        for pair, p, p_holm in zip(pairs, raw, holm_adjust(raw), strict=True):
+            ours = float(np.mean([r.measures[name] for r in by_method[in_loop[pair]]]))
+            theirs = float(np.mean([r.measures[name] for r in by_method[post_hoc[pair]]]))
+            queries = per_query[in_loop[pair]].index.union(per_query[post_hoc[pair]].index)
+            rows.append([*pair, name, ours, theirs, ours - theirs, p, p_holm, bool(p_holm < alpha), len(queries)])
+    contrast = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    contrast["k"] = contrast["k"].astype("Int64")
+    return contrast
 
 
 def _paper_value(paper: pd.DataFrame | None, system: System, measure: str) -> float:

@@ -18,9 +18,13 @@ import pandas as pd
 
 from tokenprune.io import atomic_file
 from tokenprune.reporting.paper import PAPER_LABEL
+from tokenprune.layout import CONTRAST_STEM
 from tokenprune.reporting.summary import Comparison
 
 TABLE_FORMATS = ("csv", "md", "html", "tex")
+CONTRAST_TITLE = "In the training loop vs post hoc: the same selection, trained with or applied after training"
+#: The published numbers all come from models trained on MS MARCO.
+PAPER_COLUMN = "paper, MS MARCO-trained"
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def display_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
         columns[label] = values
         columns[f"{marks.delta} {label}"] = [_signed(value) for value in table[f"{name} delta"]]
         if table[f"{name} paper"].notna().any():
-            columns[f"{label} (paper)"] = [_number(value) for value in table[f"{name} paper"]]
+            columns[f"{label} ({PAPER_COLUMN})"] = [_number(value) for value in table[f"{name} paper"]]
     return pd.DataFrame(columns)
 
 
@@ -121,9 +125,51 @@ def footnote(comparison: Comparison, fmt: str = "md") -> str:
     )
     if comparison.paper_source:
         parts.append(
-            text(f"(paper): the published value of {PAPER_LABEL}, {comparison.paper_source}; not computed here.")
+            text(
+                f"({PAPER_COLUMN}): the published value of {PAPER_LABEL}, {comparison.paper_source}, for models "
+                "trained on MS MARCO (zero-shot on every other collection); not computed here."
+            )
+        )
+    if (comparison.table["selection"] == "post-hoc").any():
+        parts.append(
+            text(
+                "(post-hoc): the selection applied at indexing only, to the vectors of the unpruned trained "
+                "baseline, or of the untrained backbone; the other pruned rows were trained with it in the loop."
+            )
         )
     return " ".join(parts)
+
+
+def contrast_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
+    """In-loop minus post-hoc per strategy and k, as strings for ``fmt`` (``"md"``, ``"html"`` or ``"tex"``)."""
+    marks = _MARKS[fmt]
+    rows = comparison.contrast
+    return pd.DataFrame(
+        {
+            "strategy": [_escape(str(strategy), fmt) for strategy in rows["strategy"]],
+            "k": [str(int(k)) for k in rows["k"]],
+            "measure": [_escape(str(measure), fmt) for measure in rows["measure"]],
+            "in-loop": [_number(value) for value in rows["in-loop"]],
+            "post-hoc": [_number(value) for value in rows["post-hoc"]],
+            f"{marks.delta} (in-loop − post-hoc)": [
+                _signed(value) + (marks.significant if significant else "")
+                for value, significant in zip(rows["delta"], rows["significant"], strict=True)
+            ],
+            "p (Holm)": [_number(value) for value in rows["p_holm"]],
+        }
+    )
+
+
+def contrast_note(comparison: Comparison, fmt: str = "md") -> str:
+    """What the in-loop vs post-hoc table tests."""
+    queries = int(comparison.contrast["queries"].max()) if len(comparison.contrast) else 0
+    pairs = comparison.contrast.groupby("measure").size().max() if len(comparison.contrast) else 0
+    alpha = r"$\alpha$" if fmt == "tex" else "α"
+    return _MARKS[fmt].significant + _escape(
+        f" significant: paired two-sided t-test over {queries} queries, Holm-corrected across the {pairs} "
+        "strategy-k pairs of each measure, ",
+        fmt,
+    ) + f"{alpha} = {comparison.alpha:g}."
 
 
 def title(comparison: Comparison) -> str:
@@ -132,7 +178,11 @@ def title(comparison: Comparison) -> str:
 
 def to_markdown(comparison: Comparison) -> str:
     table = display_table(comparison, "md")
-    return f"**{title(comparison)}**\n\n{table.to_markdown(index=False, disable_numparse=True)}\n\n{footnote(comparison, 'md')}\n"
+    text = f"**{title(comparison)}**\n\n{table.to_markdown(index=False, disable_numparse=True)}\n\n{footnote(comparison, 'md')}\n"
+    if len(comparison.contrast):
+        contrast = contrast_table(comparison, "md").to_markdown(index=False, disable_numparse=True)
+        text += f"\n**{CONTRAST_TITLE}**\n\n{contrast}\n\n{contrast_note(comparison, 'md')}\n"
+    return text
 
 
 _HTML_STYLE = """
@@ -156,10 +206,19 @@ def to_html(comparison: Comparison) -> str:
         f'<table class="comparison">\n<caption>{html.escape(title(comparison))}</caption>',
         1,
     )
+    if len(comparison.contrast):
+        contrast = contrast_table(comparison, "html").to_html(index=False, escape=False, border=0, classes="comparison")
+        contrast = contrast.replace(
+            '<table class="dataframe comparison">', f'<table class="comparison">\n<caption>{CONTRAST_TITLE}</caption>', 1
+        )
+        body += f'\n<p class="footnote">{footnote(comparison, "html")}</p>\n{contrast}'
+        note = contrast_note(comparison, "html")
+    else:
+        note = footnote(comparison, "html")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title(comparison))}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
-        f'{body}\n<p class="footnote">{footnote(comparison, "html")}</p>\n</body>\n</html>\n'
+        f'{body}\n<p class="footnote">{note}</p>\n</body>\n</html>\n'
     )
 
 
@@ -176,12 +235,12 @@ def to_latex(comparison: Comparison) -> str:
         " & ".join(table.columns) + r" \\",
         r"\midrule",
     ]
-    previous_kind = None
-    for kind, (_, row) in zip(comparison.table["kind"], table.iterrows(), strict=True):
-        if previous_kind is not None and kind != previous_kind and "pruned" in (kind, previous_kind):
+    # A rule between the unpruned rows and each budget k.
+    groups = ["unpruned" if pd.isna(k) else int(k) for k in comparison.table["k"]]
+    for number, (group, (_, row)) in enumerate(zip(groups, table.iterrows(), strict=True)):
+        if number and group != groups[number - 1]:
             lines.append(r"\midrule")
         lines.append(" & ".join(row.astype(str)) + r" \\")
-        previous_kind = kind
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -201,6 +260,10 @@ def write_tables(comparison: Comparison, output_dir: str | Path, stem: str = "co
     with atomic_file(path) as tmp:
         comparison.table.to_csv(tmp, index=False, float_format="%.6g")
     written["csv"] = path
+    path = output_dir / f"{CONTRAST_STEM}.csv"
+    with atomic_file(path) as tmp:
+        comparison.contrast.to_csv(tmp, index=False, float_format="%.6g")
+    written["contrast"] = path
     for fmt, text in texts.items():
         path = output_dir / f"{stem}.{fmt}"
         with atomic_file(path) as tmp:
