@@ -246,3 +246,29 @@ def test_every_strategy_counts_percent_kept_against_the_same_candidates(indexes)
         token_ids = torch.from_numpy(np.fromfile(index.folder / "token_ids.i32", dtype=np.int32).astype(np.int64))
         assert not torch.isin(token_ids, model.special_ids).any()
         assert not torch.isin(token_ids, model.punctuation_ids).any()
+
+
+def test_negative_audit_equals_scoring_each_pair_with_the_model(indexes, corpus) -> None:
+    """Per unjudged BM25 rank: the share of queries whose passage the model scores at least as high as the positive."""
+    import bm25s
+
+    from tokenprune.negatives import audit_negatives, bm25_index
+
+    model = small_model()
+    table = audit_negatives(corpus, "test", model, indexes["none"], depth=6)
+    doc_ids, texts = corpus.corpus()
+    queries, qrels = corpus.queries("test"), corpus.qrels("test")
+    retriever, stemmer = bm25_index(texts)
+    suspects: dict[int, list[bool]] = {}
+    for query_id in ("q1", "q2"):
+        tokens = bm25s.tokenize([queries[query_id]], stopwords="en", stemmer=stemmer, show_progress=False)
+        ranking, _ = retriever.retrieve(tokens, k=len(doc_ids), show_progress=False)
+        unjudged = [doc_ids[i] for i in ranking[0] if doc_ids[i] not in qrels[query_id]][:6]
+        positive = next(iter(qrels[query_id]))
+        with torch.no_grad():
+            scores = model.score([queries[query_id]], [texts[doc_ids.index(d)] for d in [positive, *unjudged]])[0]
+        for rank, score in enumerate(scores[1:].tolist(), start=1):
+            suspects.setdefault(rank, []).append(score >= float(scores[0]) - 1e-3)
+    assert table["rank"].tolist() == list(range(1, 7))
+    assert table["queries"].tolist() == [2] * 6
+    assert table["suspect_share"].tolist() == [sum(flags) / 2 for _, flags in sorted(suspects.items())]

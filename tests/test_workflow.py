@@ -192,3 +192,10 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     manifest = json.loads((merged / "manifest.json").read_text())
     assert [shard["documents"] for shard in manifest["shards"]] == [8, 8]
     assert not list(indexes.rglob("*.shards")), "shard outputs are temporary and removed once merged"
+
+
+def test_seed_spread_preset(tmp_path: Path) -> None:
+    jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", "configs/seeds.yaml", "--cores", "1")
+    # (baseline + 4 strategies at k=50) x 3 seeds; a step-0 model per seed; post-hoc from each seed's baseline.
+    assert jobs["train"] == 5 * 3 and jobs["initial_model"] == 3
+    assert jobs["posthoc_index"] == (3 + 1) * 2  # 3 trained baselines and the untrained backbone, 2 collections
