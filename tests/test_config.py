@@ -69,3 +69,21 @@ def test_bad_values_are_rejected_with_key_and_allowed_values(default_config: dic
 def test_missing_config_file_is_named(tmp_path) -> None:
     with pytest.raises(TokenpruneError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_an_imported_study_cannot_rank_post_hoc_idf_with_the_training_table(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["train"]["models_dir"] = "/elsewhere/results/models"
+    with pytest.raises(TokenpruneError, match="set indexing.idf_source: indexed, or drop idf from controls.posthoc_strategies"):
+        validate_config(copy.deepcopy(config))
+    config["indexing"] = {"idf_source": "indexed"}
+    assert validate_config(config)["indexing"]["idf_source"] == "indexed"
+
+
+def test_an_evaluation_set_may_name_its_own_measures(default_config: dict) -> None:
+    config = copy.deepcopy(default_config)
+    config["evaluate"][1]["metrics"] = ["RR(rel=2)@10", "nDCG@10"]
+    assert validate_config(copy.deepcopy(config))["evaluate"][1]["metrics"] == ["RR(rel=2)@10", "nDCG@10"]
+    config["evaluate"][1]["metrics"] = ["nDCG@ten"]
+    with pytest.raises(TokenpruneError, match="nDCG@ten"):
+        validate_config(config)

@@ -59,6 +59,13 @@ def check_references(config: dict[str, Any]) -> None:
             raise TokenpruneError(
                 f"{role}: dataset {entry['dataset']!r} has no split {entry['split']!r}; choose from {sorted(splits)}"
             )
+    posthoc_idf = "idf" in config.get("controls", {}).get("posthoc_strategies", [])
+    if config["train"].get("models_dir") and posthoc_idf and config.get("indexing", {}).get("idf_source") == "training":
+        raise TokenpruneError(
+            "indexing.idf_source 'training' needs the training collection's IDF table, which a study importing "
+            "models (train.models_dir) does not compute: set indexing.idf_source: indexed, or drop idf from "
+            "controls.posthoc_strategies"
+        )
     measures = list(config.get("metrics", []))
     measures += [name for item in config["evaluate"] for name in item.get("metrics", [])]
     for name in measures:
