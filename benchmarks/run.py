@@ -44,7 +44,8 @@ from tokenprune.data import PreparedDataset
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, maxsim
 from tokenprune.precision import autocast, resolve_precision
-from tokenprune.search import ann_search, build_ann_index, exact_search
+from tokenprune.devices import resolve_device
+from tokenprune.search import ann_search, build_ann_index, encode_query_set, exact_search
 
 
 def best_time(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -109,7 +110,8 @@ def bench_encoding(
     with tempfile.TemporaryDirectory() as folder:
         ours_seconds, stats = best_time(
             lambda: build_index(
-                model, dataset, Path(folder) / "index", batch_size=batch_size, document_range=(0, documents), precision=precision
+                model, dataset, Path(folder) / "index", batch_size=batch_size, chunk_documents=4096,
+                document_range=(0, documents), precision=precision,
             ),
             repeats,
         )
@@ -220,9 +222,7 @@ def bench_training(
 
 
 def encode_queries(model: ColBERT, dataset: PreparedDataset, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    texts = list(dataset.queries(split).values())[:count]
-    with torch.inference_mode():
-        vectors, mask = model.encode_queries(texts)
+    vectors, mask = encode_query_set(model, list(dataset.queries(split).values())[:count])
     return vectors.float(), mask
 
 
@@ -259,7 +259,6 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
         ),
         "note": "effective GB/s = queries x index vector bytes / seconds (each query scores every stored byte once)",
     }
-    nlist = max(1, min(nlist, index.stats["vectors"] // 39))
     build_seconds, ann = best_time(lambda: build_ann_index(index, nlist=nlist, m=16, nbits=8), 1)
     ann_seconds, approximate = best_time(lambda: ann_search(query_vectors, query_mask, index, ann, depth=100, candidates_per_token=64, nprobe=32), repeats)
 
@@ -269,7 +268,7 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
         ]))  # fmt: skip
 
     ann_result = {
-        "nlist": nlist, "m": 16, "nbits": 8, "nprobe": 32, "candidates_per_token": 64,
+        "nlist": ann.nlist, "m": 16, "nbits": 8, "nprobe": 32, "candidates_per_token": 64,
         "build_seconds": build_seconds,
         "ours": {"seconds": ann_seconds, "queries_per_s": count / ann_seconds},
         "reference_exact": {"seconds": ours_seconds, "queries_per_s": count / ours_seconds},
@@ -311,11 +310,11 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=["encoding", "training", "retrieval"], choices=["encoding", "training", "retrieval"])
     parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
     parser.add_argument("--precision", default="auto", help="Our encoding and training precision (the references stay fp32).")
+    parser.add_argument("--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N].")
     parser.add_argument("--output", type=Path, help="JSON file to write (default: print only).")
     args = parser.parse_args()
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device, os.cpu_count() or 1)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
     model = ColBERT.load(args.model, device=device).eval()
@@ -337,7 +336,7 @@ def main() -> None:
             index_folder = args.index
             if index_folder is None:
                 index_folder = Path(folder) / "index"
-                build_index(model, dataset, index_folder, batch_size=args.batch_size)
+                build_index(model, dataset, index_folder, batch_size=args.batch_size, chunk_documents=4096, precision=args.precision)
             results.update(bench_retrieval(model, PrunedIndex(index_folder), dataset, args.split, args.queries, args.repeats, args.nlist))
         exact, ann = results["exact_maxsim"], results["ann"]
         print(f"exact MaxSim: {exact['ours']['queries_per_s']:.1f} queries/s ({exact['ours']['effective_GB_per_s']:.2f} GB/s effective), {exact['speedup']:.1f}x the reference, equal={exact['equal_results']}")

@@ -30,7 +30,7 @@ def workspace(tmp_path_factory, tokenizer) -> dict[str, Path]:
     mine_bm25_negatives(dataset, "train", folder / "triples.parquet", negatives_per_query=1)
     model = ColBERT.from_backbone(ColBERTConfig(strategy="first", k=4, dim=16, passage_max_length=32))
     model.save(folder / "model")
-    build_index(model, dataset, folder / "index")
+    build_index(model, dataset, folder / "index", batch_size=64, chunk_documents=4096, precision="auto")
     return {"root": folder, "beir": beir, "data": folder / "data", "triples": folder / "triples.parquet",
             "model": folder / "model", "index": folder / "index"}  # fmt: skip
 
@@ -46,8 +46,13 @@ def fails_cleanly(argv: list[str], message: str, output: Path, capsys) -> None:
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
+INDEX_OPTIONS = ["--batch-size", "4", "--chunk-documents", "8", "--precision", "fp32"]
+
+
 def train_argv(workspace: dict[str, Path], output: Path, *extra: str) -> list[str]:
-    return ["train", "--data", str(workspace["data"]), "--triples", str(workspace["triples"]),
+    # Every option the rule passes is required; the test's own values come first, ``extra`` overrides them.
+    return ["train", "--data", str(workspace["data"]), "--split", "train", "--triples", str(workspace["triples"]),
+            "--k", "all", "--seed", "42", "--model-config", "{}", "--training-config", "{}",
             "--checkpoint-dir", str(output.parent / "checkpoints"), "--output", str(output), *extra]  # fmt: skip
 
 
@@ -86,7 +91,7 @@ def test_split_the_dataset_lacks(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "run.trec"
     fails_cleanly(
         ["retrieve", "--model", str(workspace["model"]), "--index", str(workspace["index"]), "--data", str(workspace["data"]),
-         "--split", "dev", "--output", str(output)],
+         "--split", "dev", "--mode", "exact", "--depth", "10", "--output", str(output)],
         "has no split 'dev'", output, capsys,
     )  # fmt: skip
 
@@ -94,7 +99,7 @@ def test_split_the_dataset_lacks(workspace, tmp_path, capsys) -> None:
 def test_dataset_folder_missing(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "index"
     fails_cleanly(
-        ["index", "--model", str(workspace["model"]), "--data", str(tmp_path / "nowhere"), "--output", str(output)],
+        ["index", "--model", str(workspace["model"]), "--data", str(tmp_path / "nowhere"), *INDEX_OPTIONS, "--output", str(output)],
         f"'{tmp_path / 'nowhere'}' is not a prepared dataset", output, capsys,
     )  # fmt: skip
 
@@ -102,7 +107,7 @@ def test_dataset_folder_missing(workspace, tmp_path, capsys) -> None:
 def test_model_path_that_does_not_exist(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "index"
     fails_cleanly(
-        ["index", "--model", str(tmp_path / "no-model"), "--data", str(workspace["data"]), "--output", str(output)],
+        ["index", "--model", str(tmp_path / "no-model"), "--data", str(workspace["data"]), *INDEX_OPTIONS, "--output", str(output)],
         f"'{tmp_path / 'no-model'}' is not a tokenprune model", output, capsys,
     )  # fmt: skip
 
@@ -114,7 +119,7 @@ def test_corrupted_model_weights(workspace, tmp_path, capsys) -> None:
     weights.write_bytes(weights.read_bytes()[:1000])
     output = tmp_path / "index"
     fails_cleanly(
-        ["index", "--model", str(model), "--data", str(workspace["data"]), "--output", str(output)],
+        ["index", "--model", str(model), "--data", str(workspace["data"]), *INDEX_OPTIONS, "--output", str(output)],
         f"model folder '{model}' is unreadable or corrupted", output, capsys,
     )  # fmt: skip
 
@@ -133,7 +138,7 @@ def test_corrupted_index(workspace, tmp_path, capsys, damage) -> None:
     output = tmp_path / "run.trec"
     fails_cleanly(
         ["retrieve", "--model", str(workspace["model"]), "--index", str(index), "--data", str(workspace["data"]),
-         "--split", "test", "--output", str(output)],
+         "--split", "test", "--mode", "exact", "--depth", "10", "--output", str(output)],
         message, output, capsys,
     )  # fmt: skip
 
@@ -147,7 +152,7 @@ def test_malformed_jsonl_names_file_and_line(workspace, tmp_path, capsys) -> Non
     output = tmp_path / "data"
     fails_cleanly(
         ["prepare-data", "--dataset", "tiny", "--spec", json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
-         "--irds-home", str(tmp_path / "irds"), "--output", str(output)],
+         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--output", str(output)],
         f"{beir / 'queries.jsonl'}:3: malformed JSON", output, capsys,
     )  # fmt: skip
 
@@ -160,7 +165,7 @@ def test_unknown_qrels_ids_fail_when_strict(workspace, tmp_path, capsys) -> None
     output = tmp_path / "data"
     fails_cleanly(
         ["prepare-data", "--dataset", "tiny", "--spec", json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
-         "--irds-home", str(tmp_path / "irds"), "--strict", "--output", str(output)],
+         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--strict", "--output", str(output)],
         "'d999'", output, capsys,
     )  # fmt: skip
 

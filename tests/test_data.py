@@ -184,7 +184,7 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
     spec = json.dumps({"beir_folder": str(tmp_path / "missing"), "splits": ["test"]})
     result = subprocess.run(
         [sys.executable, "-m", "tokenprune.cli", "prepare-data", "--dataset", "x", "--spec", spec,
-         "--output", str(tmp_path / "out")],
+         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--output", str(tmp_path / "out")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2

@@ -144,7 +144,10 @@ def test_config_rejects_bad_values() -> None:
 def test_untrained_reference_is_the_backbone_normalised(tmp_path: Path) -> None:
     from tokenprune.references import untrained_model
 
-    untrained_model("embedded", tmp_path / "untrained", passage_max_length=32, strategy="first", k=4)
+    untrained_model(
+        "embedded", tmp_path / "untrained", query_max_length=16, passage_max_length=32, candidate_tokens="content",
+        strategy="first", k=4,
+    )  # fmt: skip
     model = ColBERT.load(tmp_path / "untrained").eval()
     assert (model.config.strategy, model.config.k, model.config.dim, model.config.normalize) == ("first", 4, 384, True)
     with torch.no_grad():

@@ -41,7 +41,7 @@ def collection(tmp_path_factory, tokenizer) -> dict[str, Path]:
 
 
 def train_argv(collection: dict[str, Path], output: Path, checkpoints: Path, training: dict) -> list[str]:
-    return ["train", "--data", str(collection["data"]), "--triples", str(collection["triples"]), "--strategy", "first",
+    return ["train", "--data", str(collection["data"]), "--split", "train", "--triples", str(collection["triples"]), "--strategy", "first",
             "--k", "4", "--seed", "3", "--model-config", MODEL_CONFIG, "--training-config", json.dumps(training),
             "--checkpoint-dir", str(checkpoints), "--threads", "1", "--output", str(output)]  # fmt: skip
 
@@ -57,9 +57,10 @@ def test_pipeline_reruns_are_byte_identical_on_cpu(collection, tmp_path, monkeyp
         workdir.mkdir()
         monkeypatch.chdir(workdir)
         assert main(train_argv(collection, Path("model"), Path("checkpoints"), training)) == 0
-        assert main(["index", "--model", "model", "--data", str(collection["data"]), "--threads", "1", "--output", "index"]) == 0
+        assert main(["index", "--model", "model", "--data", str(collection["data"]), "--batch-size", "4", "--chunk-documents", "8",
+                     "--precision", "fp32", "--threads", "1", "--output", "index"]) == 0
         assert main(["retrieve", "--model", "model", "--index", "index", "--data", str(collection["data"]), "--split", "test",
-                     "--threads", "1", "--output", "run.trec"]) == 0  # fmt: skip
+                     "--mode", "exact", "--depth", "1000", "--threads", "1", "--output", "run.trec"]) == 0  # fmt: skip
         assert main(["evaluate", "--run", "run.trec", "--data", str(collection["data"]), "--split", "test",
                      "--metrics", "nDCG@10", "RR@10", "--output", "metrics.json", "--per-query", "perquery.tsv"]) == 0  # fmt: skip
         outputs.append(workdir)

@@ -15,6 +15,7 @@ from tokenprune.layout import System
 from tokenprune.reporting import diagnostics, plots, tables
 from tokenprune.reporting.paper import paper_values, published_results
 from tokenprune.reporting.stages import summarize, token_diagnostics
+from tokenprune.reporting.summary import SystemFiles
 from tokenprune.reporting.summary import SystemResult, compare_methods, holm_adjust, paired_t_test
 
 QUERIES = [f"q{i}" for i in range(40)]
@@ -172,14 +173,23 @@ def _write_system_outputs(root: Path, system_id: str, values: np.ndarray, kept: 
         (index / "index_stats.json").write_text(json.dumps({"percent_tokens_kept": kept, "index_bytes": 2**20}))
 
 
+def system_files(root: Path, system_id: str) -> SystemFiles:
+    """Where _write_system_outputs put one system's files: what the summarize rule hands the library."""
+    system = System.parse(system_id)
+    return SystemFiles(
+        system, system.metrics_path("sci", "test", "exact", root), system.per_query_path("sci", "test", "exact", root),
+        system.index_dir("sci", root),
+    )  # fmt: skip
+
+
 def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path) -> None:
     _write_system_outputs(tmp_path, "sci/none/kall/seed1", BASE, 100.0)
     _write_system_outputs(tmp_path, "sci/first/k10/seed1", BASE - 0.3, 10.0)
     _write_system_outputs(tmp_path, "bm25", BASE, None)
     out = tmp_path / "summary"
     summarize(
-        ["sci/none/kall/seed1", "sci/first/k10/seed1", "bm25"], corpus="sci", split="test", mode="exact",
-        measures=["nDCG@10"], output_dir=out, root=tmp_path,
+        [system_files(tmp_path, s) for s in ("sci/none/kall/seed1", "sci/first/k10/seed1", "bm25")],
+        corpus="sci", split="test", mode="exact", measures=["nDCG@10"], output_dir=out, alpha=0.05,
     )  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.csv",
@@ -191,16 +201,16 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
     assert bool(table.loc["first", "nDCG@10 significant"])
-    def summarize_on_sci(systems: list[str], **overrides: float) -> None:
+    def summarize_on_sci(systems: list[str], alpha: float = 0.05) -> None:
         summarize(
-            systems, corpus="sci", split="test", mode="exact", measures=["nDCG@10"], output_dir=out, root=tmp_path,
-            **overrides,
+            [system_files(tmp_path, s) for s in systems], corpus="sci", split="test", mode="exact",
+            measures=["nDCG@10"], output_dir=out, alpha=alpha,
         )  # fmt: skip
 
     with pytest.raises(TokenpruneError, match="alpha 1.5"):
         summarize_on_sci(["bm25"], alpha=1.5)
-    with pytest.raises(TokenpruneError, match="'sci/none/k10/seedx' is not a system id"):
-        summarize_on_sci(["sci/none/k10/seedx"])
+    with pytest.raises(TokenpruneError, match="no systems given"):
+        summarize_on_sci([])
     with pytest.raises(TokenpruneError, match="does not exist; run the pipeline"):
         summarize_on_sci(["sci/idf/k10/seed1"])
 
@@ -312,7 +322,8 @@ def test_token_diagnostics_tables_and_figures(tmp_path: Path, tokenizer) -> None
         system = System.parse(system_id)
         write_index(system.index_dir("sci", tmp_path), ids, positions)
         tokenizer.save_pretrained(system.model_dir(tmp_path))
-    written = token_diagnostics(list(systems), corpus="sci", output_dir=tmp_path / "diag", root=tmp_path, top=5)
+    entries = [(s, System.parse(s).model_dir(tmp_path), System.parse(s).index_dir("sci", tmp_path)) for s in systems]
+    written = token_diagnostics(entries, output_dir=tmp_path / "diag", top=5)
     assert sorted(p.name for p in written) == sorted(
         f"{stem}.{fmt}" for stem in ("kept_positions", "kept_tokens") for fmt in ("csv", "png", "svg")
     )
@@ -359,8 +370,8 @@ def test_report_commands_fail_with_one_line_naming_the_value(tmp_path: Path, cap
     from tokenprune.cli import main
 
     status = main(
-        ["summarize", "--systems", "scifact/first/kten/seed1", "--corpus", "sci", "--split", "test", "--mode", "exact",
-         "--measures", "nDCG@10", "--output-dir", str(tmp_path / "out")]
+        ["summarize", "--system", "scifact/first/kten/seed1", "m.json", "q.tsv", "-", "--corpus", "sci", "--split", "test",
+         "--mode", "exact", "--measures", "nDCG@10", "--alpha", "0.05", "--output-dir", str(tmp_path / "out")]
     )  # fmt: skip
     assert status == 2
     assert "'scifact/first/kten/seed1' is not a system id" in capsys.readouterr().err

@@ -18,7 +18,9 @@ from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.selection import make_selector
 from tokenprune import search as search_module
-from tokenprune.search import PackedQueries, _maxsim_chunk, ann_search, build_ann_index, exact_search, write_trec_run
+from tokenprune.search import (
+    PackedQueries, _maxsim_chunk, ann_search, build_ann_index, encode_query_set, exact_search, write_trec_run,
+)  # fmt: skip
 
 from conftest import write_beir_folder
 
@@ -155,7 +157,7 @@ def test_depth_beyond_the_corpus_returns_every_document(indexes) -> None:
 
 def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
     index = indexes["none"]
-    ann = build_ann_index(index, nlist=4, flat=True)
+    ann = build_ann_index(index, nlist=4, m=4, nbits=8, flat=True)
     generator = torch.Generator().manual_seed(5)
     queries = torch.randn(3, 5, 16, generator=generator)
     query_mask = torch.ones(3, 5, dtype=torch.bool)
@@ -163,6 +165,25 @@ def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
     approximate = ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=4)
     assert approximate.doc_indices.tolist() == exact.doc_indices.tolist()
     assert np.allclose(approximate.scores, exact.scores, atol=1e-3)
+
+
+def test_ann_lists_are_capped_by_the_vectors_there_are_to_train_them(indexes) -> None:
+    index = indexes["none"]
+    ann = build_ann_index(index, nlist=10**6, m=4, nbits=8, flat=True)
+    assert ann.nlist == index.stats["vectors"] // 39 >= 1
+    with pytest.raises(TokenpruneError, match="nlist must be positive, got 0"):
+        build_ann_index(index, nlist=0, m=4, nbits=8)
+
+
+def test_query_set_encoded_in_batches_equals_one_batch() -> None:
+    model = small_model()
+    texts = ["aspirin", "does aspirin prevent heart attacks in adults", "sleep", "vitamin c and the common cold"]
+    with torch.inference_mode():
+        whole, whole_mask = model.encode_queries(texts)
+    batched, batched_mask = encode_query_set(model, texts, batch_size=3)
+    # Batches are padded to the longest query of the set; the padding is masked out.
+    assert batched_mask.tolist() == whole_mask.tolist()
+    assert torch.allclose(batched[batched_mask], whole[whole_mask], atol=1e-5)
 
 
 def test_ann_pq_recovers_most_of_the_exact_top(indexes) -> None:
@@ -234,7 +255,7 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
 def test_posthoc_refuses_a_selection_that_changes_the_encoder_input(corpus, tmp_path) -> None:
     unused = make_selector("unused", 3, unused_ids=[3, 4, 5])
     with pytest.raises(TokenpruneError, match="'unused' inserts tokens into the passage"):
-        build_posthoc_indexes(small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16)
+        build_posthoc_indexes(small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16, precision="fp32")
     assert not (tmp_path / "u").exists()
 
 

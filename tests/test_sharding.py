@@ -43,11 +43,13 @@ def test_corpus_batches_of_a_range_align_with_the_whole_corpus(corpus) -> None: 
 def unsharded_and_sharded(corpus, tmp_path_factory) -> tuple[PrunedIndex, PrunedIndex, list[Path]]:  # noqa: F811
     folder = tmp_path_factory.mktemp("sharding")
     model = small_model("attention", 6)
-    build_index(model, corpus, folder / "whole", batch_size=3, chunk_documents=CHUNK)
+    build_index(model, corpus, folder / "whole", batch_size=3, chunk_documents=CHUNK, precision="auto")
     shard_folders = []
     for number, document_range in enumerate(shard_ranges(corpus.documents, 3, CHUNK)):
         shard_folders.append(folder / f"shard{number}")
-        build_index(model, corpus, shard_folders[-1], batch_size=3, chunk_documents=CHUNK, document_range=document_range)
+        build_index(
+            model, corpus, shard_folders[-1], batch_size=3, chunk_documents=CHUNK, precision="auto", document_range=document_range
+        )
     merge_index_shards(shard_folders, folder / "merged")
     return PrunedIndex(folder / "whole"), PrunedIndex(folder / "merged"), shard_folders
 
@@ -85,7 +87,7 @@ def test_search_over_shards_gives_the_same_ranking(unsharded_and_sharded) -> Non
 
     ann_rankings: list[Ranking] = []
     for index in (whole, merged):
-        ann = build_ann_index(index, nlist=2, flat=True)
+        ann = build_ann_index(index, nlist=2, m=4, nbits=8, flat=True)
         assert ann.ntotal == index.stats["vectors"]
         ann_rankings.append(ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=2))
     assert ann_rankings[0].doc_indices.tolist() == ann_rankings[1].doc_indices.tolist()
@@ -105,7 +107,7 @@ def test_merge_refuses_gaps_and_mixed_models(unsharded_and_sharded, corpus, tmp_
     with pytest.raises(TokenpruneError, match=r"covers documents \[24, 37\) but the next shard must start at 12"):
         merge_index_shards([shards[0], shards[2]], tmp_path / "gap")
     other = tmp_path / "other"
-    build_index(small_model("first", 6), corpus, other, batch_size=3, chunk_documents=CHUNK, document_range=(12, 24))
+    build_index(small_model("first", 6), corpus, other, batch_size=3, chunk_documents=CHUNK, precision="auto", document_range=(12, 24))
     with pytest.raises(TokenpruneError, match="has strategy='first' but .* has 'attention': all shards must come from one model"):
         merge_index_shards([shards[0], other, shards[2]], tmp_path / "mixed")
     precision = json.loads((shards[0] / "index_stats.json").read_text())["encoding_precision"]

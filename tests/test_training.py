@@ -155,8 +155,9 @@ def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path)
 
 def test_cli_refuses_unused_k_beyond_supply_without_traceback(scifact, triples, tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tokenprune.cli", "train", "--data", str(scifact.folder), "--triples", str(triples),
-         "--strategy", "unused", "--k", "5000", "--checkpoint-dir", str(tmp_path / "ck"), "--output", str(tmp_path / "model")],
+        [sys.executable, "-m", "tokenprune.cli", "train", "--data", str(scifact.folder), "--split", "train",
+         "--triples", str(triples), "--strategy", "unused", "--k", "5000", "--seed", "1", "--model-config", "{}",
+         "--training-config", "{}", "--checkpoint-dir", str(tmp_path / "ck"), "--output", str(tmp_path / "model")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2

@@ -297,19 +297,46 @@ def paper_collection(corpus, split):
     return splits.get(split) if isinstance(splits, dict) else None
 
 
-def summary_inputs(wildcards):
-    """Metrics, per-query values and index statistics of every compared system on one evaluation set."""
-    inputs = []
+def summary_entries(wildcards):
+    """(id, metrics, per-query values, index folder or "-") of every compared system on one evaluation set."""
+    entries = []
     for system in map(System.parse, compared_systems()):
-        inputs.append(
-            system.metrics_path(wildcards.corpus, wildcards.split, wildcards.mode)
+        index = system.index_dir(wildcards.corpus)
+        entries.append(
+            (
+                system.id,
+                str(
+                    system.metrics_path(
+                        wildcards.corpus, wildcards.split, wildcards.mode
+                    )
+                ),
+                str(
+                    system.per_query_path(
+                        wildcards.corpus, wildcards.split, wildcards.mode
+                    )
+                ),
+                "-" if index is None else str(index),
+            )
         )
-        inputs.append(
-            system.per_query_path(wildcards.corpus, wildcards.split, wildcards.mode)
-        )
-        if system.index_dir(wildcards.corpus) is not None:
-            inputs.append(system.index_dir(wildcards.corpus))
-    return [str(path) for path in inputs]
+    return entries
+
+
+def summary_inputs(wildcards):
+    """The files summarize reads: what summary_entries names."""
+    return [
+        path
+        for entry in summary_entries(wildcards)
+        for path in entry[1:]
+        if path != "-"
+    ]
+
+
+def repeated_option(option, entries):
+    """One shell-quoted ``option`` per entry, each followed by the entry's values."""
+    return " ".join(
+        f"{option} {' '.join(shlex.quote(value) for value in entry)}"
+        for entry in entries
+    )
 
 
 def report_targets():
@@ -345,4 +372,24 @@ def diagnostic_systems():
         system
         for system in trained_systems()
         if System.parse(system).seed == first_seed
+    ]
+
+
+def diagnostic_entries(wildcards):
+    """(id, model folder, index folder) of each diagnosed model on wildcards.corpus."""
+    return [
+        (
+            system,
+            str(System.parse(system).model_dir()),
+            str(System.parse(system).index_dir(wildcards.corpus)),
+        )
+        for system in diagnostic_systems()
+    ]
+
+
+def training_entries(wildcards):
+    """(id, model folder) of each model trained on wildcards.dataset."""
+    return [
+        (system, str(System.parse(system).model_dir()))
+        for system in trained_systems_of(wildcards.dataset)
     ]

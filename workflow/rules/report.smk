@@ -54,7 +54,9 @@ rule summarize:
         mem_mb=2000,
         runtime=30,
     params:
-        systems=" ".join(compared_systems()),
+        systems=lambda wildcards: repeated_option(
+            "--system", summary_entries(wildcards)
+        ),
         measures=lambda wildcards: quoted_measures(wildcards.corpus, wildcards.split),
         paper=lambda wildcards: (
             f"--paper-collection {shlex.quote(collection)}"
@@ -64,7 +66,7 @@ rule summarize:
         alpha=REPORT["alpha"],
         output_dir=SUMMARY_DIR,
     shell:
-        "tokenprune summarize --systems {params.systems} --corpus {wildcards.corpus} --split {wildcards.split}"
+        "tokenprune summarize {params.systems} --corpus {wildcards.corpus} --split {wildcards.split}"
         " --mode {wildcards.mode} --measures {params.measures} --alpha {params.alpha} {params.paper}"
         " --output-dir {params.output_dir} > {log} 2>&1"
 
@@ -106,10 +108,7 @@ rule plot_tradeoff:
 rule plot_training:
     """Training loss of every trained model of one training collection."""
     input:
-        models=lambda wildcards: [
-            str(System.parse(system).model_dir())
-            for system in trained_systems_of(wildcards.dataset)
-        ],
+        models=lambda wildcards: [folder for _, folder in training_entries(wildcards)],
     output:
         png=report(
             f"{TRAINING_LOSS}.png",
@@ -128,22 +127,18 @@ rule plot_training:
         mem_mb=2000,
         runtime=30,
     params:
-        systems=lambda wildcards: " ".join(trained_systems_of(wildcards.dataset)),
+        models=lambda wildcards: repeated_option("--model", training_entries(wildcards)),
         stem=TRAINING_LOSS,
     shell:
-        "tokenprune plot-training --systems {params.systems} --title 'Training on {wildcards.dataset}'"
+        "tokenprune plot-training {params.models} --title 'Training on {wildcards.dataset}'"
         " --output {params.stem} > {log} 2>&1"
 
 
 rule token_diagnostics:
     """Where the kept tokens sit in the passage, and which tokens each strategy keeps most, from the indexes."""
     input:
-        indexes=lambda wildcards: [
-            str(System.parse(s).index_dir(wildcards.corpus))
-            for s in diagnostic_systems()
-        ],
-        models=lambda wildcards: [
-            str(System.parse(s).model_dir()) for s in diagnostic_systems()
+        lambda wildcards: [
+            folder for entry in diagnostic_entries(wildcards) for folder in entry[1:]
         ],
     output:
         positions=report(
@@ -174,9 +169,11 @@ rule token_diagnostics:
         mem_mb=4000,
         runtime=30,
     params:
-        systems=" ".join(diagnostic_systems()),
+        systems=lambda wildcards: repeated_option(
+            "--system", diagnostic_entries(wildcards)
+        ),
         top=REPORT["top_tokens"],
         output_dir=DIAGNOSTICS_DIR,
     shell:
-        "tokenprune token-diagnostics --systems {params.systems} --corpus {wildcards.corpus} --top {params.top}"
+        "tokenprune token-diagnostics {params.systems} --top {params.top}"
         " --title {wildcards.corpus} --output-dir {params.output_dir} > {log} 2>&1"

@@ -46,10 +46,11 @@ rule mine_negatives:
             if config["training"]["docpairs_irds_id"]
             else ""
         ),
+        irds_home=config["irds_home"],
     shell:
         "tokenprune mine-negatives --data {input} --split {wildcards.split}"
         " --negatives-per-query {params.negatives} --skip {params.skip} {params.docpairs}"
-        " --output {output} > {log} 2>&1"
+        " --irds-home {params.irds_home} --output {output} > {log} 2>&1"
 
 
 if TRAIN["models_dir"] is None:
@@ -81,8 +82,9 @@ if TRAIN["models_dir"] is None:
             model=quoted_json(MODEL),
             training=quoted_json(config["training"]),
             checkpoints=CHECKPOINT_DIR,
+            split=TRAIN["split"],
         shell:
-            "tokenprune train --data {input.data} --triples {input.triples} {params.idf}"
+            "tokenprune train --data {input.data} --split {params.split} --triples {input.triples} {params.idf}"
             " --strategy {wildcards.strategy} --k {wildcards.k} --seed {wildcards.seed}"
             " --model-config {params.model} --training-config {params.training}"
             " --checkpoint-dir {params.checkpoints} --threads {threads} --output {output} > {log} 2>&1"

@@ -99,3 +99,26 @@ def claim_cuda_device(lock_dir: str | Path | None = None) -> torch.device:
     # Also the default device, so that libraries allocating on "cuda" land on the claimed GPU.
     torch.cuda.set_device(position)
     return torch.device(f"cuda:{position}")
+
+
+def resolve_device(name: str, threads: int | None = None) -> torch.device:
+    """The device a stage runs on: ``auto`` (a free GPU when one is visible, else the CPU), ``cpu`` or ``cuda[:N]``.
+
+    ``threads`` (when given) caps torch's CPU threads first.
+    """
+    import torch
+
+    if threads is not None:
+        if threads <= 0:
+            raise TokenpruneError(f"threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+    if name == "auto":
+        # Several GPU jobs on one multi-GPU machine: each claims a different GPU.
+        return claim_cuda_device() if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TokenpruneError(f"device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TokenpruneError(f"device {name!r} asked for CUDA, but no GPU is visible")
+    return device

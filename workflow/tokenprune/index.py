@@ -125,10 +125,10 @@ def build_index(
     dataset: PreparedDataset,
     output: str | Path,
     *,
-    batch_size: int = 64,
-    chunk_documents: int = 4096,
+    batch_size: int,
+    chunk_documents: int,
+    precision: str,
     document_range: tuple[int, int] | None = None,
-    precision: str = "auto",
 ) -> dict[str, Any]:
     """Encode a corpus (or one shard of it) with the model's selection layer and write the index folder atomically.
 
@@ -249,10 +249,10 @@ def build_indexes(
     dataset: PreparedDataset,
     selections: dict[str | Path, TokenSelector],
     *,
-    batch_size: int = 64,
-    chunk_documents: int = 4096,
+    batch_size: int,
+    chunk_documents: int,
+    precision: str,
     document_range: tuple[int, int] | None = None,
-    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """Encode a corpus once and write one index folder per selector, atomically; return their statistics.
 

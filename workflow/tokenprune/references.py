@@ -32,9 +32,9 @@ def untrained_model(
     backbone: str,
     output: str | Path,
     *,
-    query_max_length: int = 32,
-    passage_max_length: int = 180,
-    candidate_tokens: str = "content",
+    query_max_length: int,
+    passage_max_length: int,
+    candidate_tokens: str,
     strategy: str = "none",
     k: int | None = None,
     idf: torch.Tensor | None = None,
@@ -42,8 +42,8 @@ def untrained_model(
     """The pre-trained backbone used as ColBERT without fine-tuning.
 
     Every token vector is the backbone's own output, L2-normalised (an
-    identity projection). With the default ``strategy="none"`` all real,
-    non-punctuation passage tokens are kept, and its scores show what
+    identity projection). With the default ``strategy="none"`` every
+    candidate passage token is kept, and its scores show what
     training and pruning add; with another strategy it is pruning applied
     without any training, the paper's "prune after training" contrast.
     """

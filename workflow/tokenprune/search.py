@@ -10,8 +10,10 @@ so no Python loop runs per document and memory stays bounded by the chunk size.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +21,9 @@ import torch
 from tokenprune.errors import TokenpruneError
 from tokenprune.index import PrunedIndex
 from tokenprune.io import atomic_file
+
+if TYPE_CHECKING:
+    from tokenprune.model import ColBERT
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,33 @@ class Ranking:
 
     scores: np.ndarray
     doc_indices: np.ndarray
+
+
+#: Queries encoded per forward pass.
+QUERY_BATCH = 128
+
+
+def encode_query_set(
+    model: ColBERT, texts: Sequence[str], *, max_length: int | None = None, batch_size: int = QUERY_BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every query's vectors ``[queries, length, dim]`` and mask, encoded in batches and padded to the longest.
+
+    What :func:`exact_search` and :func:`ann_search` take. ``max_length``
+    overrides the model's query length (classic collections have long queries).
+    """
+    if batch_size <= 0:
+        raise TokenpruneError(f"query batch size must be positive, got {batch_size}")
+    vectors, masks = [], []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            encoded, mask = model.encode_queries(list(texts[start : start + batch_size]), max_length=max_length)
+            vectors.append(encoded)
+            masks.append(mask)
+    width = max(v.shape[1] for v in vectors)
+    return (
+        torch.cat([torch.nn.functional.pad(v, (0, 0, 0, width - v.shape[1])) for v in vectors]),
+        torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in masks]),
+    )
 
 
 def pad_documents(vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -164,16 +196,25 @@ def faiss_backend() -> str:
     return "faiss-gpu" if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 else "faiss-cpu"
 
 
+#: faiss warns below 39 training points per centroid; smaller indexes get fewer inverted lists.
+MIN_POINTS_PER_LIST = 39
+
+
 def build_ann_index(
-    index: PrunedIndex, *, nlist: int, m: int = 16, nbits: int = 8, flat: bool = False, train_sample: int = 262144, seed: int = 0
+    index: PrunedIndex, *, nlist: int, m: int, nbits: int, flat: bool = False, train_sample: int = 262144, seed: int = 0
 ):  # noqa: ANN201 - faiss.Index
-    """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled shard by shard."""
+    """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled shard by shard.
+
+    ``nlist`` is capped at one list per :data:`MIN_POINTS_PER_LIST` vectors; the
+    returned index's ``nlist`` says how many it has.
+    """
     import faiss
 
     dim = index.stats["dim"]
     total = index.stats["vectors"]
-    if nlist > total:
-        raise TokenpruneError(f"ann nlist={nlist} exceeds the index's {total} vectors; lower retrieval.ann.nlist")
+    if nlist <= 0:
+        raise TokenpruneError(f"ann nlist must be positive, got {nlist}")
+    nlist = max(1, min(nlist, total // MIN_POINTS_PER_LIST))
     if not flat and dim % m:
         raise TokenpruneError(f"ann m={m} must divide the vector dimension {dim}")
     quantizer = faiss.IndexFlatIP(dim)

@@ -37,19 +37,20 @@ def _prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config", default="config.yaml", help="Config file to read the dataset from (default: config.yaml).")
     source.add_argument("--spec", help="The dataset's config entry as JSON, instead of reading --config.")
     parser.add_argument("--output", required=True, type=Path, help="Folder to write (replaced atomically).")
-    parser.add_argument("--backbone", help="Backbone whose tokenizer measures lengths (default: the config's, or 'embedded').")
+    parser.add_argument("--backbone", help="Backbone whose tokenizer measures lengths (default: the config's model.backbone).")
     parser.add_argument("--data-dir", help="Offline data folder (default: $TOKENPRUNE_DATA_DIR, then the config's).")
     parser.add_argument("--irds-home", type=Path, help="IR_DATASETS_HOME (default: the config's irds_home).")
     parser.add_argument("--strict", action="store_true", help="Fail when qrels name unknown queries or documents.")
     parser.add_argument("--passage-max-length", type=int, help="Report the share of passages longer than this.")
     parser.add_argument("--query-max-length", type=int, help="Report the share of queries longer than this.")
-    parser.add_argument("--batch-size", type=int, default=4096, help="Documents per written batch.")
 
 
 @_prepare_data_arguments.run
 def _prepare_data(args: argparse.Namespace) -> None:
     entry, config = _dataset_entry(args)
-    irds_home = (args.irds_home or Path(config.get("irds_home", "resources/ir_datasets"))).resolve()
+    if args.spec and not (args.irds_home and args.backbone):
+        raise TokenpruneError("--spec needs --irds-home and --backbone (with --config they come from the config)")
+    irds_home = (args.irds_home or Path(config["irds_home"])).resolve()
     irds_home.mkdir(parents=True, exist_ok=True)
     # ir_datasets fixes its cache location when first imported.
     os.environ["IR_DATASETS_HOME"] = str(irds_home)
@@ -67,9 +68,8 @@ def _prepare_data(args: argparse.Namespace) -> None:
         spec,
         source,
         args.output,
-        load_tokenizer(args.backbone or model.get("backbone", "embedded")),
+        load_tokenizer(args.backbone or model["backbone"]),
         strict=args.strict or bool(config.get("strict_qrels")),
-        batch_size=args.batch_size,
         passage_max_length=args.passage_max_length or model.get("passage_max_length"),
         query_max_length=args.query_max_length or entry.get("query_max_length") or model.get("query_max_length"),
     )
@@ -90,7 +90,7 @@ def _json_argument(text: str, option: str) -> dict[str, Any]:
 @command("compute-idf", "IDF of every vocabulary entry over a prepared corpus (for the idf strategy).")
 def _compute_idf_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder (output of prepare-data).")
-    parser.add_argument("--backbone", default="embedded", help="Backbone whose tokenizer defines the vocabulary.")
+    parser.add_argument("--backbone", required=True, help="Backbone whose tokenizer defines the vocabulary (model.backbone).")
     parser.add_argument("--output", required=True, type=Path, help="IDF table to write (safetensors).")
 
 
@@ -108,10 +108,10 @@ def _compute_idf(args: argparse.Namespace) -> None:
 def _mine_negatives_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--split", required=True, help="Split whose queries and qrels to use.")
-    parser.add_argument("--negatives-per-query", type=int, default=20, help="Hard negatives kept per query.")
-    parser.add_argument("--skip", type=int, default=0, help="Top BM25 ranks to skip before taking negatives.")
+    parser.add_argument("--negatives-per-query", type=int, required=True, help="Hard negatives kept per query.")
+    parser.add_argument("--skip", type=int, required=True, help="Top BM25 ranks to skip before taking negatives.")
     parser.add_argument("--docpairs-irds-id", help="Use this ir_datasets docpairs set instead of mining.")
-    parser.add_argument("--irds-home", type=Path, default=Path("resources/ir_datasets"), help="IR_DATASETS_HOME.")
+    parser.add_argument("--irds-home", type=Path, required=True, help="IR_DATASETS_HOME (the config's irds_home).")
     parser.add_argument("--output", required=True, type=Path, help="Triples file to write (parquet).")
 
 
@@ -167,14 +167,14 @@ def _audit_negatives(args: argparse.Namespace) -> None:
 @command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).")
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
-    parser.add_argument("--split", default="train", help="Split the triples' queries come from (default: train).")
+    parser.add_argument("--split", required=True, help="Split the triples' queries come from (train.split).")
     parser.add_argument("--triples", required=True, help="Triples file from mine-negatives.")
     parser.add_argument("--idf", help="IDF table from compute-idf (strategy idf only).")
     parser.add_argument("--strategy", required=True, help="none, first, idf, unused or attention.")
-    parser.add_argument("--k", default="all", help="Vectors kept per passage; 'all' for the baseline 'none'.")
-    parser.add_argument("--seed", type=int, default=42, help="Seed of sampling, dropout and initialisation.")
-    parser.add_argument("--model-config", default="{}", help="The config's 'model' section as JSON.")
-    parser.add_argument("--training-config", default="{}", help="The config's 'training' section as JSON.")
+    parser.add_argument("--k", required=True, help="Vectors kept per passage; 'all' for the baseline 'none'.")
+    parser.add_argument("--seed", type=int, required=True, help="Seed of sampling, dropout and initialisation.")
+    parser.add_argument("--model-config", required=True, help="The config's 'model' section as JSON.")
+    parser.add_argument("--training-config", required=True, help="The config's 'training' section as JSON.")
     parser.add_argument("--checkpoint-dir", required=True, type=Path, help="Where checkpoints and the loss log live.")
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
@@ -188,33 +188,10 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _compute_device(args: argparse.Namespace) -> torch.device:
-    """Apply --threads and resolve --device."""
-    import torch
+    """The device of --device, with torch's CPU threads capped by --threads."""
+    from tokenprune.devices import resolve_device
 
-    if args.threads is not None:
-        if args.threads <= 0:
-            raise TokenpruneError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    return _device(args.device)
-
-
-def _device(name: str) -> torch.device:
-    import torch
-
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        from tokenprune.devices import claim_cuda_device
-
-        # Several GPU jobs on one multi-GPU machine: each claims a different GPU.
-        return claim_cuda_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TokenpruneError(f"--device {name!r} is not a device; use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TokenpruneError(f"--device {name!r} asked for CUDA, but no GPU is visible")
-    return device
+    return resolve_device(args.device, args.threads)
 
 
 @_train_arguments.run
@@ -274,7 +251,7 @@ def _initial_model(args: argparse.Namespace) -> None:
 def _import_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, type=Path, help="Model folder to import.")
     parser.add_argument("--strategy", required=True, help="The strategy the folder must hold.")
-    parser.add_argument("--k", default="all", help="The k it must hold ('all' for the baseline).")
+    parser.add_argument("--k", required=True, help="The k it must hold ('all' for the baseline).")
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
@@ -291,12 +268,12 @@ def _import_model(args: argparse.Namespace) -> None:
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (from train or untrained-model).")
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
-    parser.add_argument("--batch-size", type=int, default=64, help="Passages per forward pass.")
-    parser.add_argument("--chunk-documents", type=int, default=4096, help="Documents read and length-sorted together.")
+    parser.add_argument("--batch-size", type=int, required=True, help="Passages per forward pass.")
+    parser.add_argument("--chunk-documents", type=int, required=True, help="Documents read and length-sorted together.")
     parser.add_argument("--shards", type=int, default=1, help="Split the corpus into this many shards ...")
     parser.add_argument("--shard", type=int, default=0, help="... and encode only this one (0-based); merge with merge-index.")
     parser.add_argument(
-        "--precision", default="auto", help="auto (fp16 on GPU, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
+        "--precision", required=True, help="auto (fp16 on GPU, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16."
     )
     parser.add_argument("--idf", help="IDF table for the idf strategy at indexing, replacing the model's own (training) table.")
     _add_compute_arguments(parser)
@@ -402,9 +379,9 @@ def _merge_index(args: argparse.Namespace) -> None:
 @command("ann-index", "Build a faiss IVF-PQ (or IVF-Flat) index over every vector of a pruned index.")
 def _ann_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="Pruned index folder.")
-    parser.add_argument("--nlist", type=int, default=1024, help="Inverted lists (capped at vectors / 39).")
-    parser.add_argument("--m", type=int, default=16, help="PQ sub-quantisers (must divide dim).")
-    parser.add_argument("--nbits", type=int, default=8, help="Bits per PQ code.")
+    parser.add_argument("--nlist", type=int, required=True, help="Inverted lists (capped at vectors / 39).")
+    parser.add_argument("--m", type=int, required=True, help="PQ sub-quantisers (must divide dim).")
+    parser.add_argument("--nbits", type=int, required=True, help="Bits per PQ code.")
     parser.add_argument("--flat", action="store_true", help="IVF-Flat (exact codes) instead of IVF-PQ.")
     parser.add_argument("--output", required=True, type=Path, help="faiss index file to write.")
 
@@ -414,11 +391,9 @@ def _ann_index(args: argparse.Namespace) -> None:
     from tokenprune.index import PrunedIndex
     from tokenprune.search import build_ann_index, save_ann_index
 
-    index = PrunedIndex(args.index)
-    # faiss wants at least 39 training points per centroid; small corpora get fewer lists.
-    nlist = max(1, min(args.nlist, index.stats["vectors"] // 39))
-    save_ann_index(build_ann_index(index, nlist=nlist, m=args.m, nbits=args.nbits, flat=args.flat), args.output)
-    log.info("ANN index with nlist=%d written to %s", nlist, args.output)
+    ann = build_ann_index(PrunedIndex(args.index), nlist=args.nlist, m=args.m, nbits=args.nbits, flat=args.flat)
+    save_ann_index(ann, args.output)
+    log.info("ANN index with nlist=%d written to %s", ann.nlist, args.output)
 
 
 @command("retrieve", "Rank a split's queries against a pruned index (exact MaxSim, or ANN + exact re-rank).")
@@ -427,11 +402,11 @@ def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="Pruned index folder.")
     parser.add_argument("--data", required=True, help="Prepared dataset folder (queries).")
     parser.add_argument("--split", required=True, help="Split whose queries to run.")
-    parser.add_argument("--mode", choices=["exact", "ann"], default="exact")
+    parser.add_argument("--mode", choices=["exact", "ann"], required=True)
     parser.add_argument("--ann-index", help="faiss index file (mode ann).")
-    parser.add_argument("--nprobe", type=int, default=32, help="Inverted lists probed per query token (mode ann).")
-    parser.add_argument("--candidates-per-token", type=int, default=64, help="Nearest vectors per query token (mode ann).")
-    parser.add_argument("--depth", type=int, default=1000, help="Documents per query in the run.")
+    parser.add_argument("--nprobe", type=int, help="Inverted lists probed per query token (mode ann).")
+    parser.add_argument("--candidates-per-token", type=int, help="Nearest vectors per query token (mode ann).")
+    parser.add_argument("--depth", type=int, required=True, help="Documents per query in the run.")
     parser.add_argument("--query-max-length", type=int, help="Query length in word pieces (default: the model's).")
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
@@ -441,12 +416,10 @@ def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
 def _retrieve(args: argparse.Namespace) -> None:
     import time
 
-    import torch
-
     from tokenprune.data import PreparedDataset
     from tokenprune.index import PrunedIndex
     from tokenprune.model import ColBERT
-    from tokenprune.search import ann_search, exact_search, faiss_backend, load_ann_index, write_trec_run
+    from tokenprune.search import ann_search, encode_query_set, exact_search, faiss_backend, load_ann_index, write_trec_run
 
     if args.depth <= 0:
         raise TokenpruneError(f"--depth must be positive, got {args.depth}")
@@ -455,22 +428,15 @@ def _retrieve(args: argparse.Namespace) -> None:
     queries = PreparedDataset(args.data).queries(args.split)
     query_ids = list(queries)
     began = time.perf_counter()
-    with torch.inference_mode():
-        vectors, mask = [], []
-        for start in range(0, len(query_ids), 128):
-            batch = [queries[q] for q in query_ids[start : start + 128]]
-            encoded, counted = model.encode_queries(batch, max_length=args.query_max_length)
-            vectors.append(encoded)
-            mask.append(counted)
-        width = max(v.shape[1] for v in vectors)
-        query_vectors = torch.cat([torch.nn.functional.pad(v, (0, 0, 0, width - v.shape[1])) for v in vectors])
-        query_mask = torch.cat([torch.nn.functional.pad(m, (0, width - m.shape[1])) for m in mask])
+    query_vectors, query_mask = encode_query_set(model, [queries[q] for q in query_ids], max_length=args.query_max_length)
     if args.mode == "exact":
         ranking = exact_search(query_vectors, query_mask, index, args.depth)
         backend = "torch-" + str(query_vectors.device.type)
     else:
-        if not args.ann_index:
-            raise TokenpruneError("--mode ann needs --ann-index (the output of 'tokenprune ann-index')")
+        missing = [option for option, value in (("--ann-index", args.ann_index), ("--nprobe", args.nprobe),
+                   ("--candidates-per-token", args.candidates_per_token)) if value is None]  # fmt: skip
+        if missing:
+            raise TokenpruneError(f"--mode ann needs {', '.join(missing)} (the index from 'tokenprune ann-index')")
         ranking = ann_search(
             query_vectors, query_mask, index, load_ann_index(args.ann_index), args.depth,
             candidates_per_token=args.candidates_per_token, nprobe=args.nprobe,
@@ -486,7 +452,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="TREC run file.")
     parser.add_argument("--data", required=True, help="Prepared dataset folder (qrels).")
     parser.add_argument("--split", required=True, help="Split whose qrels to use.")
-    parser.add_argument("--metrics", nargs="+", default=["nDCG@10", "RR@10", "R@100", "R@1000"], help="ir_measures names.")
+    parser.add_argument("--metrics", nargs="+", required=True, help="ir_measures names, e.g. nDCG@10 RR@10.")
     parser.add_argument("--output", required=True, type=Path, help="Aggregate JSON to write.")
     parser.add_argument("--per-query", required=True, type=Path, help="Per-query TSV to write.")
 
@@ -504,7 +470,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bm25_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--split", required=True, help="Split whose queries to run.")
-    parser.add_argument("--depth", type=int, default=1000, help="Documents per query.")
+    parser.add_argument("--depth", type=int, required=True, help="Documents per query.")
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
 
 
@@ -518,23 +484,18 @@ def _bm25(args: argparse.Namespace) -> None:
 
 @command("untrained-model", "Save the backbone, untrained, as a ColBERT model (normalised token vectors, no pruning).")
 def _untrained_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backbone", default="embedded", help="Backbone name, Hugging Face id or path.")
-    parser.add_argument("--query-max-length", type=int, default=32)
-    parser.add_argument("--passage-max-length", type=int, default=180)
-    parser.add_argument("--candidate-tokens", default="content", help="content, no_punctuation or all (model.candidate_tokens).")
-    parser.add_argument("--strategy", default="none", help="Selection applied without training (default: none).")
-    parser.add_argument("--k", default="all", help="Vectors kept per passage ('all' for none).")
-    parser.add_argument("--idf", help="IDF table (strategy idf).")
+    parser.add_argument("--backbone", required=True, help="Backbone name, Hugging Face id or path (model.backbone).")
+    parser.add_argument("--query-max-length", type=int, required=True, help="Query length in word pieces.")
+    parser.add_argument("--passage-max-length", type=int, required=True, help="Passage length in word pieces.")
+    parser.add_argument("--candidate-tokens", required=True, help="content, no_punctuation or all (model.candidate_tokens).")
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
 @_untrained_arguments.run
 def _untrained(args: argparse.Namespace) -> None:
-    from tokenprune.idf import load_idf
-    from tokenprune.model import parse_k
     from tokenprune.references import untrained_model
 
     untrained_model(
-        args.backbone, args.output, query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
-        candidate_tokens=args.candidate_tokens, strategy=args.strategy, k=parse_k(args.k), idf=load_idf(args.idf) if args.idf else None,
+        args.backbone, args.output, query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length, candidate_tokens=args.candidate_tokens,
     )  # fmt: skip

@@ -18,38 +18,41 @@ from tokenprune.io import atomic_file
 from tokenprune.layout import POSITIONS_STEM, TOP_TOKENS_STEM, TRADEOFF_STEM, System, measure_slug
 from tokenprune.reporting import diagnostics, plots
 from tokenprune.reporting.paper import paper_values
-from tokenprune.reporting.summary import Comparison, compare_methods, load_system_results
+from tokenprune.reporting.summary import Comparison, SystemFiles, compare_methods, load_system_results
 from tokenprune.reporting.tables import write_tables
 
 log = logging.getLogger(__name__)
 
 
-def parse_systems(system_ids: Sequence[str]) -> list[System]:
-    """Parse system ids, refusing an empty list with a clear message."""
-    if not system_ids:
-        raise TokenpruneError("no systems given; pass at least one id such as 'scifact/none/kall/seed42' or 'bm25'")
+def parse_system(system_id: str) -> System:
+    """Parse a system id, with a clear message for a malformed one."""
     try:
-        return [System.parse(system_id) for system_id in system_ids]
+        return System.parse(system_id)
     except ValueError as error:
         raise TokenpruneError(str(error)) from None
 
 
+def _nonempty(entries: Sequence, what: str) -> None:
+    if not entries:
+        raise TokenpruneError(f"no {what} given; name at least one, e.g. 'scifact/none/kall/seed42'")
+
+
 def summarize(
-    system_ids: Sequence[str],
+    systems: Sequence[SystemFiles],
     *,
     corpus: str,
     split: str,
     mode: str,
     measures: Sequence[str],
     output_dir: str | Path,
-    alpha: float = 0.05,
+    alpha: float,
     paper_collection: str | None = None,
-    root: str | Path = ".",
 ) -> Comparison:
     """Compare every system on one evaluation set and write ``comparison.{csv,md,html,tex}``."""
+    _nonempty(systems, "systems")
     if not 0 < alpha < 1:
         raise TokenpruneError(f"alpha {alpha!r} is not a significance level; choose a value between 0 and 1, e.g. 0.05")
-    results = load_system_results(parse_systems(system_ids), corpus, split, mode, Path(root))
+    results = load_system_results(systems)
     comparison = compare_methods(
         results,
         list(measures),
@@ -109,51 +112,52 @@ def read_loss_log(model_dir: Path) -> pd.DataFrame:
     return log_frame
 
 
-def plot_training(
-    system_ids: Sequence[str], output_stem: str | Path, *, root: str | Path = ".", title: str = ""
-) -> list[Path]:
-    """Loss curves of trained models (PNG + SVG)."""
-    systems = [system for system in parse_systems(system_ids) if system.kind in ("baseline", "pruned")]
-    if not systems:
-        raise TokenpruneError(f"none of {list(system_ids)} is a trained model")
-    several_seeds = len({system.seed for system in systems}) > 1
+def plot_training(models: Sequence[tuple[str, Path]], output_stem: str | Path, *, title: str = "") -> list[Path]:
+    """Loss curves of trained models (PNG + SVG), from (system id, model folder) pairs."""
+    _nonempty(models, "models")
+    trained = [(parse_system(i), Path(folder)) for i, folder in models]
+    trained = [(system, folder) for system, folder in trained if system.kind in ("baseline", "pruned")]
+    if not trained:
+        raise TokenpruneError(f"none of {[i for i, _ in models]} is a trained model")
+    several_seeds = len({system.seed for system, _ in trained}) > 1
     curves, strategies, ks = {}, {}, {}
-    for system in systems:
+    for system, folder in trained:
         label = _model_label(system, several_seeds)
-        curves[label] = read_loss_log(system.model_dir(Path(root)))
+        curves[label] = read_loss_log(folder)
         strategies[label] = system.strategy
         ks[label] = "all" if system.k is None else str(system.k)
     return plots.save_figure(plots.loss_figure(curves, strategies, ks, title=title), output_stem)
 
 
 def token_diagnostics(
-    system_ids: Sequence[str],
+    systems: Sequence[tuple[str, Path, Path]],
     *,
-    corpus: str,
     output_dir: str | Path,
-    root: str | Path = ".",
-    top: int = 20,
+    top: int,
     title: str = "",
 ) -> list[Path]:
-    """Position histograms and most often kept tokens of each trained model's index on ``corpus``.
+    """Position histograms and most often kept tokens of each trained model's index of one collection.
 
-    Writes ``kept_positions.{png,svg,csv}`` and ``kept_tokens.{png,svg,csv}``.
+    ``systems`` holds (system id, model folder, index folder) triples. Writes
+    ``kept_positions.{png,svg,csv}`` and ``kept_tokens.{png,svg,csv}``.
     """
     from tokenprune.backbone import load_tokenizer
 
     if top < 1:
         raise TokenpruneError(f"top {top!r} must be a positive number of tokens")
-    systems = [system for system in parse_systems(system_ids) if system.kind in ("baseline", "pruned")]
-    if not systems:
-        raise TokenpruneError(f"none of {list(system_ids)} is a trained model with an index")
-    several_seeds = len({system.seed for system in systems}) > 1
+    _nonempty(systems, "systems")
+    trained = [(parse_system(i), Path(model), Path(index)) for i, model, index in systems]
+    trained = [entry for entry in trained if entry[0].kind in ("baseline", "pruned")]
+    if not trained:
+        raise TokenpruneError(f"none of {[entry[0] for entry in systems]} is a trained model with an index")
+    several_seeds = len({system.seed for system, _, _ in trained}) > 1
     kept, labels = {}, {}
-    for system in systems:
+    for system, _, index in trained:
         label = _model_label(system, several_seeds)
-        kept[label] = diagnostics.count_kept_tokens(system.index_dir(corpus, Path(root)))
+        kept[label] = diagnostics.count_kept_tokens(index)
         labels[label] = (system.strategy, system.k)
     # Every trained model shares the backbone's vocabulary; the first model folder holds it.
-    tokenizer = load_tokenizer(str(systems[0].model_dir(Path(root))))
+    tokenizer = load_tokenizer(str(trained[0][1]))
     output_dir = Path(output_dir)
     positions = diagnostics.positions_table(kept, labels)
     tokens = diagnostics.top_tokens_table(

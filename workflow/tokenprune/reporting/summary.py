@@ -87,20 +87,39 @@ def read_per_query(path: Path) -> pd.DataFrame:
     return long.pivot(index="query_id", columns="measure", values="value")
 
 
-def load_system_results(
-    systems: Sequence[System], corpus: str, split: str, mode: str, root: Path = Path(".")
-) -> list[SystemResult]:
-    """Read the evaluation outputs (and index statistics) of ``systems`` on one evaluation set."""
+@dataclass(frozen=True)
+class SystemFiles:
+    """Where one system's outputs on one evaluation set are: the paths a rule hands the report.
+
+    Attributes
+    ----------
+    system
+        The searched system.
+    metrics
+        Its aggregate metrics JSON (from ``evaluate``).
+    per_query
+        Its per-query TSV (from ``evaluate``).
+    index
+        Its index folder, or ``None`` for BM25.
+    """
+
+    system: System
+    metrics: Path
+    per_query: Path
+    index: Path | None = None
+
+
+def load_system_results(files: Sequence[SystemFiles]) -> list[SystemResult]:
+    """Read the evaluation outputs (and index statistics) of each system."""
     results = []
-    for system in systems:
-        metrics = _read_json(system.metrics_path(corpus, split, mode, root), "metrics")
-        index_dir = system.index_dir(corpus, root)
-        index_stats = _read_json(index_dir / STATS_FILE, "index statistics") if index_dir is not None else None
+    for entry in files:
+        metrics = _read_json(entry.metrics, "metrics")
+        index_stats = _read_json(entry.index / STATS_FILE, "index statistics") if entry.index is not None else None
         results.append(
             SystemResult(
-                system=system,
+                system=entry.system,
                 measures={name: float(value) for name, value in metrics["measures"].items()},
-                per_query=read_per_query(system.per_query_path(corpus, split, mode, root)),
+                per_query=read_per_query(entry.per_query),
                 index_stats=index_stats,
             )
         )
