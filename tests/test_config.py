@@ -87,3 +87,44 @@ def test_an_evaluation_set_may_name_its_own_measures(default_config: dict) -> No
     config["evaluate"][1]["metrics"] = ["nDCG@ten"]
     with pytest.raises(TokenpruneError, match="nDCG@ten"):
         validate_config(config)
+
+
+def test_strategy_names_agree_with_the_registry_and_the_schema() -> None:
+    import torch
+
+    from tokenprune.config import load_schema
+    from tokenprune.selection import SELECTORS, make_selector
+    from tokenprune.strategies import INSERTING_STRATEGIES, POSTHOC_STRATEGIES, STRATEGIES
+
+    assert list(SELECTORS) == list(STRATEGIES)
+    properties = load_schema()["properties"]
+    assert properties["strategies"]["items"]["enum"] == list(STRATEGIES)
+    assert properties["controls"]["properties"]["posthoc_strategies"]["items"]["enum"] == list(POSTHOC_STRATEGIES)
+    inserting = {
+        name
+        for name in STRATEGIES
+        if make_selector(name, None if name == "none" else 3, idf=torch.ones(8), unused_ids=[5, 6, 7]).prefix_ids()
+    }
+    assert inserting == INSERTING_STRATEGIES == {"unused"}
+
+
+def test_library_defaults_are_the_schema_defaults() -> None:
+    from dataclasses import fields
+
+    from tokenprune.config import schema_defaults
+    from tokenprune.model import ColBERTConfig
+    from tokenprune.training import TrainingSettings
+
+    for cls, section in ((ColBERTConfig, "model"), (TrainingSettings, "training")):
+        defaults = schema_defaults(section)
+        for field in fields(cls):
+            if field.name in defaults:
+                assert field.default == defaults[field.name], (section, field.name)
+
+
+def test_unknown_training_settings_are_refused_by_name() -> None:
+    from tokenprune.training import TrainingSettings
+
+    assert TrainingSettings.from_config({"steps": 3, "negatives_skip": 5}, seed=1).steps == 3
+    with pytest.raises(TokenpruneError, match=r"unknown training setting\(s\) \['learning_rte'\]"):
+        TrainingSettings.from_config({"learning_rte": 1e-4}, seed=1)

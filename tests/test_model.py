@@ -9,6 +9,7 @@ import torch
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.model import ColBERT, ColBERTConfig, gather_kept, maxsim, parse_k
+from tokenprune.training import initialise_projection_pca
 
 
 def naive_maxsim(queries, query_mask, vectors, keep) -> torch.Tensor:
@@ -77,7 +78,7 @@ def test_normalize_gives_unit_vectors(small_config: ColBERTConfig) -> None:
 def test_pca_projection_preserves_inner_products_at_unit_scale(small_config: ColBERTConfig) -> None:
     model = ColBERT.from_backbone(ColBERTConfig(**{**small_config.__dict__, "dim": 384})).eval()
     texts = ["aspirin lowers the risk of heart attacks", "vitamin c does not cure colds", "adults need sleep"]
-    model.initialise_projection_pca(texts)
+    initialise_projection_pca(model, texts)
     with torch.no_grad():
         ids, mask = model.tokenize_passages(texts)
         hidden = model.backbone(input_ids=ids, attention_mask=mask).last_hidden_state[mask.bool()]

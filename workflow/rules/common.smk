@@ -11,9 +11,11 @@ INDEXING = config["indexing"]
 REPORT = config["report"]
 CONTROLS = config["controls"]
 # Strategies trained with the selection in the loop; the step-0 model is indexed like them.
-TRAINED_STRATEGY = r"none|first|idf|unused|attention"
+TRAINED_STRATEGY = names_pattern(STRATEGIES)
 
-# Path templates shared with the library (the report stages read what these rules write).
+from tokenprune.strategies import STRATEGIES, names_pattern
+
+# Path templates: the rules build every path the library reads or writes.
 from tokenprune.layout import (
     ANN_INDEX,
     BM25_ID,
@@ -67,11 +69,7 @@ def model_variants():
 
 def check_variant(wildcards):
     """Refuse paths that mix the baseline (or the step-0 model) with a k, or a strategy with k=all."""
-    if (wildcards.strategy in ("none", STEP0)) != (wildcards.k == "all"):
-        raise ValueError(
-            f"strategy {wildcards.strategy!r} with k={wildcards.k!r}: the baseline 'none' and the "
-            "step-0 model use k=all and every other strategy a number"
-        )
+    System.parse(MODEL_ID.format(**wildcards))
     return []
 
 

@@ -13,6 +13,19 @@ from tokenprune.errors import TokenpruneError
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
+def load_schema() -> dict[str, Any]:
+    """The workflow's config schema (workflow/schemas/config.schema.yaml)."""
+    if not SCHEMA_PATH.is_file():
+        raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; install tokenprune from its repository (pip install -e .)")
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def schema_defaults(section: str) -> dict[str, Any]:
+    """The schema's default of every key of one config section: the library's defaults come from here."""
+    properties = load_schema()["properties"][section]["properties"]
+    return {key: spec["default"] for key, spec in properties.items() if "default" in spec}
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate ``config`` against the schema, fill in defaults, and check cross-references.
 
@@ -24,9 +37,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     import jsonschema
     from snakemake.utils import validate
 
-    if not SCHEMA_PATH.is_file():
-        raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; install tokenprune from its repository (pip install -e .)")
-    schema = yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = load_schema()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise TokenpruneError(f"config key {describe_path(error.absolute_path)}: {error.message}")

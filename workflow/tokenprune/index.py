@@ -50,6 +50,7 @@ from tokenprune.io import atomic_directory, write_json
 from tokenprune.model import ColBERT, gather_kept
 from tokenprune.precision import autocast, resolve_precision
 from tokenprune.selection import TokenSelector, candidate_mask
+from tokenprune.strategies import POSTHOC_STRATEGIES
 
 STATS_FILE = "index_stats.json"
 MANIFEST_FILE = "manifest.json"
@@ -191,7 +192,7 @@ def build_posthoc_indexes(
         if selector.prefix_ids():
             raise TokenpruneError(
                 f"strategy {selector.name!r} inserts tokens into the passage, so it cannot be applied after "
-                "encoding; post-hoc indexes take first, idf or attention"
+                f"encoding; post-hoc indexes take {', '.join(POSTHOC_STRATEGIES)}"
             )
         if selector.needs_attention:
             from tokenprune.attention import last_self_attention

@@ -1,9 +1,9 @@
 """Where the pipeline keeps each artefact.
 
-The Snakemake rules (``workflow/rules/common.smk``) and the report commands
-share these path templates, so a result written by one stage is found by the
-next without either repeating the other's conventions. Paths are relative to
-the workflow's working directory.
+The Snakemake rules (``workflow/rules/common.smk``) build every path from
+these templates and hand the library the paths of their inputs and outputs;
+the library reads only the fixed file names inside an artefact's folder.
+Paths are relative to the workflow's working directory.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from tokenprune.errors import TokenpruneError
+from tokenprune.strategies import POSTHOC_STRATEGIES, check_strategy_k
 
 DATA_DIR = "resources/data/{dataset}"
 IDF = "results/idf/{dataset}.safetensors"
@@ -122,9 +125,14 @@ class System:
         k = None if match["k"] == "all" else int(match["k"])
         step0 = match["strategy"] == STEP0 and not match["posthoc"]
         posthoc = bool(match["posthoc"])
-        if (posthoc and k is None) or (step0 and k is not None):
-            raise ValueError(f"{system_id!r}: a post-hoc system needs a number k, the step-0 model k=all")
         strategy = "none" if step0 else match["strategy"]
+        try:
+            # A post-hoc selection is a strategy with a number k; the step-0 model is unpruned (k=all).
+            check_strategy_k(strategy, k)
+        except TokenpruneError as error:
+            raise ValueError(f"{system_id!r}: {error}") from None
+        if posthoc and strategy not in POSTHOC_STRATEGIES:
+            raise ValueError(f"{system_id!r}: only {list(POSTHOC_STRATEGIES)} are applied post hoc")
         return cls(system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0)
 
     @property

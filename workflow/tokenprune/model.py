@@ -24,9 +24,11 @@ from torch import nn
 
 from tokenprune.attention import ParallelDropout, last_layer_attention, last_self_attention, register_attention, swap_dropout
 from tokenprune.backbone import load_tokenizer, resolve_backbone
+from tokenprune.config import schema_defaults
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
-from tokenprune.selection import CANDIDATE_RULES, SELECTORS, PassageBatch, TokenSelector, make_selector
+from tokenprune.selection import CANDIDATE_RULES, PassageBatch, TokenSelector, make_selector
+from tokenprune.strategies import check_strategy_k
 
 QUERY_MARKER = "[unused0]"
 DOCUMENT_MARKER = "[unused1]"
@@ -35,6 +37,9 @@ WEIGHTS_FILE = "model.safetensors"
 IDF_FILE = "idf.safetensors"
 # Version 2 replaced the boolean ``mask_punctuation`` by ``candidate_tokens``.
 FORMAT_VERSION = 2
+
+
+_MODEL_DEFAULTS = schema_defaults("model")
 
 
 @dataclass(frozen=True)
@@ -63,22 +68,20 @@ class ColBERTConfig:
         ``"pca"`` or ``"random"``; only used when training starts.
     """
 
-    backbone: str = "embedded"
+    # Defaults are the schema's (config section ``model``); strategy and k come from the study's wildcards.
+    backbone: str = _MODEL_DEFAULTS["backbone"]
     strategy: str = "none"
     k: int | None = None
-    dim: int = 128
-    query_max_length: int = 32
-    passage_max_length: int = 180
-    normalize: bool = False
-    query_expansion: bool = False
-    candidate_tokens: str = "content"
-    projection_init: str = "pca"
+    dim: int = _MODEL_DEFAULTS["dim"]
+    query_max_length: int = _MODEL_DEFAULTS["query_max_length"]
+    passage_max_length: int = _MODEL_DEFAULTS["passage_max_length"]
+    normalize: bool = _MODEL_DEFAULTS["normalize"]
+    query_expansion: bool = _MODEL_DEFAULTS["query_expansion"]
+    candidate_tokens: str = _MODEL_DEFAULTS["candidate_tokens"]
+    projection_init: str = _MODEL_DEFAULTS["projection_init"]
 
     def __post_init__(self) -> None:
-        if self.strategy not in SELECTORS:
-            raise TokenpruneError(f"unknown strategy {self.strategy!r}; choose from {sorted(SELECTORS)}")
-        if self.strategy == "none" and self.k is not None:
-            raise TokenpruneError(f"the baseline 'none' keeps every token; got k={self.k!r} (use k=all)")
+        check_strategy_k(self.strategy, self.k)
         for name in ("dim", "query_max_length", "passage_max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -385,42 +388,3 @@ class ColBERT(nn.Module):
         """MaxSim scores ``[len(queries), len(passages)]``."""
         query_vectors, query_mask = self.encode_queries(queries)
         return maxsim(query_vectors, query_mask, self.encode_passages(passages))
-
-    @torch.no_grad()
-    def initialise_projection_pca(self, texts: list[str], batch_size: int = 32) -> float:
-        """Set the projection to the top principal directions of the backbone's passage token vectors.
-
-        The directions are those of the uncentred second moment, so inner
-        products between projected vectors approximate the backbone's own:
-        training starts from the untrained backbone's late-interaction
-        ranking instead of a random 128-d view of it. The projection is then
-        scaled so projected token vectors have unit root-mean-square norm:
-        a uniform scale leaves every ranking unchanged, but the backbone's raw
-        norms make MaxSim scores so large that the softmax of the loss
-        saturates (initial loss above 20 and vanishing gradients on SciFact).
-        Rows beyond the hidden size (``dim > hidden``) keep their random
-        initialisation.
-
-        Returns
-        -------
-        float
-            Share of the second moment's energy the projection keeps.
-        """
-        was_training = self.training
-        self.eval()
-        hidden_size = self.projection.in_features
-        moment = torch.zeros(hidden_size, hidden_size, dtype=torch.float64, device=self.device)
-        tokens_seen = 0
-        for start in range(0, len(texts), batch_size):
-            input_ids, attention_mask = self.tokenize_passages(texts[start : start + batch_size])
-            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            tokens = hidden[attention_mask.bool()].double()
-            moment += tokens.T @ tokens
-            tokens_seen += tokens.shape[0]
-        eigenvalues, eigenvectors = torch.linalg.eigh(moment)
-        rows = min(self.config.dim, hidden_size)
-        top = eigenvectors[:, -rows:].flip(-1).T
-        mean_squared_norm = float(eigenvalues[-rows:].sum()) / max(tokens_seen, 1)
-        self.projection.weight[:rows] = (top / mean_squared_norm**0.5).to(self.projection.weight.dtype)
-        self.train(was_training)
-        return float(eigenvalues[-rows:].sum() / eigenvalues.sum())

@@ -33,6 +33,7 @@ from typing import ClassVar
 import torch
 
 from tokenprune.errors import TokenpruneError
+from tokenprune.strategies import check_strategy_k
 
 SELECTORS: dict[str, type[TokenSelector]] = {}
 
@@ -140,8 +141,8 @@ class TokenSelector(ABC):
     needs_attention: ClassVar[bool] = False
 
     def __init__(self, k: int | None) -> None:
-        if self.name != "none" and (not isinstance(k, int) or isinstance(k, bool) or k <= 0):
-            raise TokenpruneError(f"strategy {self.name!r} needs a positive integer k, got {k!r}")
+        if self.name != "none":
+            check_strategy_k(self.name, k)
         self.k = k
 
     def prefix_ids(self) -> list[int]:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenprune.data import PreparedDataset
+from tokenprune.config import schema_defaults
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, atomic_file
 from tokenprune.model import ColBERT, maxsim
@@ -40,23 +41,29 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "last.pt"
 LOSS_LOG_FILE = "training_log.csv"
 LOSS_LOG_COLUMNS = ["step", "loss", "learning_rate", "triples_per_second", "elapsed_seconds"]
+# Keys of the config's training section that the triples stage (mine-negatives) reads.
+TRIPLES_STAGE_KEYS = frozenset({"negatives_per_query", "negatives_skip", "docpairs_irds_id"})
 # Settings that only change how often things are written; they may differ on resume.
 RESUMABLE_CHANGES = {"checkpoint_every", "log_every"}
+
+
+_TRAINING_DEFAULTS = schema_defaults("training")
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
     """Optimisation settings (config section ``training``, plus the seed)."""
 
-    steps: int = 150
-    batch_size: int = 8
-    learning_rate: float = 2e-5
-    warmup_steps: int = 15
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    checkpoint_every: int = 50
-    log_every: int = 10
-    precision: str = "auto"
+    # Defaults are the schema's (config section ``training``).
+    steps: int = _TRAINING_DEFAULTS["steps"]
+    batch_size: int = _TRAINING_DEFAULTS["batch_size"]
+    learning_rate: float = _TRAINING_DEFAULTS["learning_rate"]
+    warmup_steps: int = _TRAINING_DEFAULTS["warmup_steps"]
+    weight_decay: float = _TRAINING_DEFAULTS["weight_decay"]
+    max_grad_norm: float = _TRAINING_DEFAULTS["max_grad_norm"]
+    checkpoint_every: int = _TRAINING_DEFAULTS["checkpoint_every"]
+    log_every: int = _TRAINING_DEFAULTS["log_every"]
+    precision: str = _TRAINING_DEFAULTS["precision"]
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -73,8 +80,11 @@ class TrainingSettings:
 
     @classmethod
     def from_config(cls, section: dict[str, Any], seed: int) -> TrainingSettings:
-        """From the config's ``training`` section; keys of the triples stage are ignored."""
-        known = {field.name for field in fields(cls)}
+        """From the config's ``training`` section; the keys of the triples stage are not optimisation settings."""
+        known = {field.name for field in fields(cls)} - {"seed"}
+        unknown = sorted(set(section) - known - TRIPLES_STAGE_KEYS)
+        if unknown:
+            raise TokenpruneError(f"unknown training setting(s) {unknown}; known: {sorted(known | TRIPLES_STAGE_KEYS)}")
         return cls(**{key: value for key, value in section.items() if key in known}, seed=seed)
 
 
@@ -220,6 +230,46 @@ def loss_log_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+@torch.no_grad()
+def initialise_projection_pca(model: ColBERT, texts: list[str], batch_size: int = 32) -> float:
+    """Set ``model``'s projection to the top principal directions of the backbone's passage token vectors.
+
+    The directions are those of the uncentred second moment, so inner
+    products between projected vectors approximate the backbone's own:
+    training starts from the untrained backbone's late-interaction
+    ranking instead of a random 128-d view of it. The projection is then
+    scaled so projected token vectors have unit root-mean-square norm:
+    a uniform scale leaves every ranking unchanged, but the backbone's raw
+    norms make MaxSim scores so large that the softmax of the loss
+    saturates (initial loss above 20 and vanishing gradients on SciFact).
+    Rows beyond the hidden size (``dim > hidden``) keep their random
+    initialisation.
+
+    Returns
+    -------
+    float
+        Share of the second moment's energy the projection keeps.
+    """
+    was_training = model.training
+    model.eval()
+    hidden_size = model.projection.in_features
+    moment = torch.zeros(hidden_size, hidden_size, dtype=torch.float64, device=model.device)
+    tokens_seen = 0
+    for start in range(0, len(texts), batch_size):
+        input_ids, attention_mask = model.tokenize_passages(texts[start : start + batch_size])
+        hidden = model.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        tokens = hidden[attention_mask.bool()].double()
+        moment += tokens.T @ tokens
+        tokens_seen += tokens.shape[0]
+    eigenvalues, eigenvectors = torch.linalg.eigh(moment)
+    rows = min(model.config.dim, hidden_size)
+    top = eigenvectors[:, -rows:].flip(-1).T
+    mean_squared_norm = float(eigenvalues[-rows:].sum()) / max(tokens_seen, 1)
+    model.projection.weight[:rows] = (top / mean_squared_norm**0.5).to(model.projection.weight.dtype)
+    model.train(was_training)
+    return float(eigenvalues[-rows:].sum() / eigenvalues.sum())
+
+
 def initialise_model(model: ColBERT, sampler: TripleSampler) -> dict[str, Any]:
     """Bring a fresh model to step 0 of training: the PCA projection, when configured, from the sampler's passages.
 
@@ -229,7 +279,7 @@ def initialise_model(model: ColBERT, sampler: TripleSampler) -> dict[str, Any]:
     """
     if model.config.projection_init != "pca":
         return {}
-    energy = model.initialise_projection_pca(sampler.sample_passages(256))
+    energy = initialise_projection_pca(model, sampler.sample_passages(256))
     log.info("projection initialised with PCA (keeps %.1f%% of the token vectors' energy)", 100 * energy)
     return {"projection_energy": round(energy, 4)}
 
@@ -276,97 +326,137 @@ def train(
     fingerprint = _fingerprint(model, settings)
     device = model.device
     precision = resolve_precision(settings.precision, device, "training")
-
-    # The fused kernel updates all parameters in one pass (on the CPU too: a fifth of the foreach time).
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay, fused=device.type in ("cpu", "cuda")
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate_factor(step, settings.warmup_steps, settings.steps)
-    )
-    start = 0
+    optimizer, scheduler = _optimiser(model, settings)
     summary: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "precision": precision}
     if checkpoint_path.is_file():
-        state = _load_checkpoint(checkpoint_path, model, fingerprint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["step"])
-        log.info("resuming from %s at step %d", checkpoint_path, start)
+        start = _resume(checkpoint_path, model, optimizer, scheduler, fingerprint)
     else:
+        start = 0
         summary.update(initialise_model(model, sampler))
     summary["resumed_from"] = start
-    rows = _read_loss_log(log_path, start)
+    loss_log = _LossLog(_read_loss_log(log_path, start), settings.batch_size)
 
     if device.type == "cpu":
         # Saturated softmax gradients underflow to denormals, which are very slow on x86 CPUs.
         torch.set_flush_denormal(True)
     model.train()
-    window: list[float] = []
-    began = time.perf_counter()
-    window_start = began
     bar = tqdm(
         range(start, settings.steps), initial=start, total=settings.steps, desc=f"train {model.config.strategy}",
         disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr,
     )  # fmt: skip
     last = start
     for step in bar:
-        # Dropout noise as a function of (seed, step) makes a resumed run identical to an uninterrupted one.
-        torch.manual_seed(settings.seed * 1_000_003 + step)
-        queries, positives, negatives = sampler.batch(step)
-        with autocast(device, precision):
-            loss = contrastive_loss(model, queries, positives, negatives)
-        if not torch.isfinite(loss):
-            raise TokenpruneError(f"loss became {loss.item()} at step {step + 1}; lower training.learning_rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        window.append(loss.item())
+        loss_log.add(_training_step(model, sampler, settings, step, optimizer, scheduler, precision))
         last = step + 1
-
         if last % settings.log_every == 0 or last == settings.steps:
-            now = time.perf_counter()
-            rate = len(window) * settings.batch_size / (now - window_start)
-            rows.append(
-                {
-                    "step": last,
-                    "loss": round(float(np.mean(window)), 6),
-                    "learning_rate": f"{scheduler.get_last_lr()[0]:.3e}",
-                    "triples_per_second": round(rate, 2),
-                    "elapsed_seconds": round(now - began, 1),
-                }
-            )
-            bar.set_postfix(loss=f"{np.mean(window):.4f}", triples_s=f"{rate:.1f}")
-            window, window_start = [], now
+            bar.set_postfix(loss_log.close_window(last, scheduler.get_last_lr()[0]))
         if last % settings.checkpoint_every == 0 or last == settings.steps or last == stop_after:
-            # Saved through a file object: torch.save names the archive after a path, and the
-            # temporary path is random, so a reran checkpoint would differ byte for byte.
-            with atomic_file(checkpoint_path) as tmp, open(tmp, "wb") as handle:
-                torch.save(
-                    {
-                        "step": last,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "fingerprint": fingerprint,
-                    },
-                    handle,
-                )
-            _write_loss_log(log_path, rows)
+            _save_checkpoint(checkpoint_path, last, model, optimizer, scheduler, fingerprint)
+            _write_loss_log(log_path, loss_log.rows)
         if last == stop_after:
             break
     bar.close()
     model.eval()
+    rows = loss_log.rows
     summary.update(
         steps=last,
-        seconds=round(time.perf_counter() - began, 1),
+        seconds=round(time.perf_counter() - loss_log.began, 1),
         final_loss=rows[-1]["loss"] if rows else None,
         first_loss=rows[0]["loss"] if rows else None,
         loss_log=rows,
     )
     return summary
+
+
+def _optimiser(model: ColBERT, settings: TrainingSettings) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with linear warm-up and decay."""
+    # The fused kernel updates all parameters in one pass (on the CPU too: a fifth of the foreach time).
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay,
+        fused=model.device.type in ("cpu", "cuda"),
+    )  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, settings.warmup_steps, settings.steps)
+    )
+    return optimizer, scheduler
+
+
+def _resume(
+    checkpoint_path: Path, model: ColBERT, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    fingerprint: dict[str, Any],
+) -> int:  # fmt: skip
+    """Restore model, optimiser and schedule from a checkpoint of the same run; return its step."""
+    state = _load_checkpoint(checkpoint_path, model, fingerprint)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    start = int(state["step"])
+    log.info("resuming from %s at step %d", checkpoint_path, start)
+    return start
+
+
+def _training_step(
+    model: ColBERT, sampler: TripleSampler, settings: TrainingSettings, step: int, optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler, precision: str,
+) -> float:  # fmt: skip
+    """One optimisation step on the batch of ``step``; returns its loss."""
+    # Dropout noise as a function of (seed, step) makes a resumed run identical to an uninterrupted one.
+    torch.manual_seed(settings.seed * 1_000_003 + step)
+    queries, positives, negatives = sampler.batch(step)
+    with autocast(model.device, precision):
+        loss = contrastive_loss(model, queries, positives, negatives)
+    if not torch.isfinite(loss):
+        raise TokenpruneError(f"loss became {loss.item()} at step {step + 1}; lower training.learning_rate")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+class _LossLog:
+    """The rows of ``training_log.csv``: mean loss and throughput over each window of steps."""
+
+    def __init__(self, rows: list[dict[str, Any]], batch_size: int) -> None:
+        self.rows = rows
+        self.batch_size = batch_size
+        self.window: list[float] = []
+        self.began = self.window_start = time.perf_counter()
+
+    def add(self, loss: float) -> None:
+        self.window.append(loss)
+
+    def close_window(self, step: int, learning_rate: float) -> dict[str, str]:
+        """Append the row of the steps since the last one; return what the progress bar shows."""
+        now = time.perf_counter()
+        rate = len(self.window) * self.batch_size / (now - self.window_start)
+        mean = float(np.mean(self.window))
+        self.rows.append(
+            {
+                "step": step,
+                "loss": round(mean, 6),
+                "learning_rate": f"{learning_rate:.3e}",
+                "triples_per_second": round(rate, 2),
+                "elapsed_seconds": round(now - self.began, 1),
+            }
+        )
+        self.window, self.window_start = [], now
+        return {"loss": f"{mean:.4f}", "triples_s": f"{rate:.1f}"}
+
+
+def _save_checkpoint(
+    path: Path, step: int, model: ColBERT, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    fingerprint: dict[str, Any],
+) -> None:  # fmt: skip
+    # Saved through a file object: torch.save names the archive after a path, and the
+    # temporary path is random, so a reran checkpoint would differ byte for byte.
+    state = {
+        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "fingerprint": fingerprint,
+    }  # fmt: skip
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
 
 
 def save_trained(model: ColBERT, summary: dict[str, Any], settings: TrainingSettings, output: str | Path) -> None:

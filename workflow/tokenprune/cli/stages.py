@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenprune.cli.registry import command
 from tokenprune.errors import TokenpruneError
+from tokenprune.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     import torch
@@ -170,7 +171,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", required=True, help="Split the triples' queries come from (train.split).")
     parser.add_argument("--triples", required=True, help="Triples file from mine-negatives.")
     parser.add_argument("--idf", help="IDF table from compute-idf (strategy idf only).")
-    parser.add_argument("--strategy", required=True, help="none, first, idf, unused or attention.")
+    parser.add_argument("--strategy", required=True, help=f"The selection in the training loop: {', '.join(STRATEGIES)}.")
     parser.add_argument("--k", required=True, help="Vectors kept per passage; 'all' for the baseline 'none'.")
     parser.add_argument("--seed", type=int, required=True, help="Seed of sampling, dropout and initialisation.")
     parser.add_argument("--model-config", required=True, help="The config's 'model' section as JSON.")

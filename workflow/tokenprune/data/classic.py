@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenprune.data.sources import Document, Judgment, Query, join_fields
+from tokenprune.data.records import Document, Judgment, Query, join_fields
 from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenprune.backbone import token_lengths
-from tokenprune.data.sources import CollectionSource, Document
+from tokenprune.data.records import CollectionSource, Document
 from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json

@@ -12,10 +12,11 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from tokenprune.data.classic import ClassicCollection
+from tokenprune.data.records import CollectionSource, Document, Judgment, Query, join_fields
 from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import iter_jsonl
@@ -23,43 +24,6 @@ from tokenprune.io import iter_jsonl
 log = logging.getLogger(__name__)
 
 OFFLINE_DATA_ENV = "TOKENPRUNE_DATA_DIR"
-
-
-@dataclass(frozen=True)
-class Document:
-    doc_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Query:
-    query_id: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Judgment:
-    query_id: str
-    doc_id: str
-    relevance: int
-
-
-class CollectionSource(Protocol):
-    """What the data stage needs from a collection."""
-
-    description: str
-
-    def documents(self) -> Iterator[Document]: ...
-
-    def queries(self, split: str) -> Iterator[Query]: ...
-
-    def judgments(self, split: str) -> Iterator[Judgment]: ...
-
-
-def join_fields(record: Any, fields: tuple[str, ...]) -> str:
-    """Join the named fields of a dict or named tuple, skipping empty ones; runs of white space become one space."""
-    getter = record.get if isinstance(record, dict) else (lambda name: getattr(record, name, None))
-    return " ".join(word for value in map(getter, fields) if value for word in str(value).split())
 
 
 class BeirFolder:
@@ -227,8 +191,6 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
         return BeirFolder(Path(spec.beir_folder).expanduser(), spec)
     offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
     if spec.classic:
-        from tokenprune.data.classic import ClassicCollection
-
         folder = Path(spec.classic_folder).expanduser() if spec.classic_folder else offline
         if folder is None:
             raise TokenpruneError(
