@@ -143,7 +143,7 @@ def test_config_rejects_bad_values() -> None:
 
 
 def test_untrained_reference_is_the_backbone_normalised(tmp_path: Path) -> None:
-    from tokenprune.references import untrained_model
+    from tokenprune.reference_systems import untrained_model
 
     untrained_model(
         "embedded", tmp_path / "untrained", query_max_length=16, passage_max_length=32, candidate_tokens="content",

@@ -14,7 +14,7 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.layout import System
 from tokenprune.reporting import diagnostics, plots, tables
 from tokenprune.reporting.paper import paper_values, published_results
-from tokenprune.reporting.stages import summarize, token_diagnostics
+from tokenprune.reporting.report_files import summarize, token_diagnostics
 from tokenprune.reporting.summary import SystemFiles
 from tokenprune.reporting.summary import SystemResult, compare_methods, holm_adjust, paired_t_test
 

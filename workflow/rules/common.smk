@@ -250,23 +250,9 @@ def corpora_pattern(sharded):
     return "|".join(corpora) if corpora else "(?!)"
 
 
-def index_command(shard_arguments=""):
-    """The shell command of one index job; shard jobs add --shard/--shards."""
-    return (
-        "tokenprune index --model {input.model} --data {input.data} --batch-size {params.batch_size}"
-        f" --chunk-documents {{params.chunk_documents}}{shard_arguments} --precision {{params.precision}}"
-        " {params.idf} --threads {threads}"
-        " --output {output} > {log} 2>&1"
-    )
-
-
-def posthoc_index_command(shard_arguments=""):
-    """The shell command of one post-hoc job (all selections of one model and corpus); shards add --shard/--shards."""
-    return (
-        "tokenprune posthoc-index --model {input.model} --data {input.data} {params.selections} {params.idf}"
-        f" --batch-size {{params.batch_size}} --chunk-documents {{params.chunk_documents}}{shard_arguments}"
-        " --precision {params.precision} --threads {threads} > {log} 2>&1"
-    )
+def shard_option(wildcards):
+    """--shard/--shards of one shard job of an index of wildcards.corpus."""
+    return f"--shard {wildcards.shard} --shards {index_shards(wildcards.corpus)}"
 
 
 def idf_option(wildcards, input):

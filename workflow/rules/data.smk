@@ -5,7 +5,7 @@ rule prepare_data:
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:
-        "benchmarks/prepare_data/{dataset}.tsv"
+        "results/benchmarks/prepare_data/{dataset}.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 1

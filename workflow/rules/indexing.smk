@@ -9,7 +9,7 @@ rule index:
     log:
         "logs/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.log",
     benchmark:
-        "benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
+        "results/benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=False),
         strategy=f"{TRAINED_STRATEGY}|{STEP0}",
@@ -25,40 +25,25 @@ rule index:
         chunk_documents=INDEXING["chunk_documents"],
         precision=INDEXING["precision"],
         idf=idf_option,
+        shard="",
     shell:
-        index_command()
+        "tokenprune index --model {input.model} --data {input.data} --batch-size {params.batch_size}"
+        " --chunk-documents {params.chunk_documents} {params.shard} --precision {params.precision}"
+        " {params.idf} --threads {threads} --output {output} > {log} 2>&1"
 
 
-rule index_shard:
-    """Encode one shard of a corpus (a contiguous run of whole chunks); temporary until merged."""
-    input:
-        model=MODEL_DIR,
-        data=DATA_DIR.replace("{dataset}", "{corpus}"),
-        idf=index_idf_input,
+use rule index as index_shard with:
     output:
         temp(directory(INDEX_SHARD_DIR)),
     log:
         "logs/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.shard{shard}.log",
     benchmark:
-        "benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.shard{shard}.tsv"
+        "results/benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.shard{shard}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=True),
         strategy=f"{TRAINED_STRATEGY}|{STEP0}",
-    conda:
-        "../../envs/retrieval.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=720,
     params:
-        batch_size=INDEXING["batch_size"],
-        chunk_documents=INDEXING["chunk_documents"],
-        precision=INDEXING["precision"],
-        shards=lambda wildcards: index_shards(wildcards.corpus),
-        idf=idf_option,
-    shell:
-        index_command(" --shard {wildcards.shard} --shards {params.shards}")
+        shard=shard_option,
 
 
 rule posthoc_index:
@@ -72,7 +57,7 @@ rule posthoc_index:
     log:
         "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.log",
     benchmark:
-        "benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.tsv"
+        "results/benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=False),
     conda:
@@ -88,40 +73,24 @@ rule posthoc_index:
         chunk_documents=INDEXING["chunk_documents"],
         precision=INDEXING["precision"],
         idf=idf_option,
+        shard="",
     shell:
-        posthoc_index_command()
+        "tokenprune posthoc-index --model {input.model} --data {input.data} {params.selections} {params.idf}"
+        " --batch-size {params.batch_size} --chunk-documents {params.chunk_documents} {params.shard}"
+        " --precision {params.precision} --threads {threads} > {log} 2>&1"
 
 
-rule posthoc_index_shard:
-    """One shard of the post-hoc indexes of a model and corpus; temporary until merged."""
-    input:
-        model=MODEL_DIR.replace("{strategy}", "none").replace("{k}", "all"),
-        data=DATA_DIR.replace("{dataset}", "{corpus}"),
-        idf=posthoc_idf_input,
+use rule posthoc_index as posthoc_index_shard with:
     output:
         [temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)],
     log:
         "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.log",
     benchmark:
-        "benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.tsv"
+        "results/benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=True),
-    conda:
-        "../../envs/retrieval.yaml"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=720,
     params:
-        selections=posthoc_selections,
-        batch_size=INDEXING["batch_size"],
-        chunk_documents=INDEXING["chunk_documents"],
-        precision=INDEXING["precision"],
-        shards=lambda wildcards: index_shards(wildcards.corpus),
-        idf=idf_option,
-    shell:
-        posthoc_index_command(" --shard {wildcards.shard} --shards {params.shards}")
+        shard=shard_option,
 
 
 rule merge_index:
@@ -154,7 +123,7 @@ rule ann_index:
     log:
         "logs/ann_index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.log",
     benchmark:
-        "benchmarks/ann_index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
+        "results/benchmarks/ann_index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     conda:
         "../../envs/retrieval.yaml"
     threads: 2

@@ -34,7 +34,7 @@ rule bm25:
     log:
         "logs/bm25/{corpus}/{split}.log",
     benchmark:
-        "benchmarks/bm25/{corpus}/{split}.tsv"
+        "results/benchmarks/bm25/{corpus}/{split}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2

@@ -45,7 +45,7 @@ rule summarize:
     log:
         "logs/summarize/{corpus}/{split}.{mode}.log",
     benchmark:
-        "benchmarks/summarize/{corpus}/{split}.{mode}.tsv"
+        "results/benchmarks/summarize/{corpus}/{split}.{mode}.tsv"
     conda:
         "../../envs/report.yaml"
     threads: 1
@@ -160,7 +160,7 @@ rule token_diagnostics:
     log:
         "logs/token_diagnostics/{corpus}.log",
     benchmark:
-        "benchmarks/token_diagnostics/{corpus}.tsv"
+        "results/benchmarks/token_diagnostics/{corpus}.tsv"
     conda:
         "../../envs/report.yaml"
     threads: 1

@@ -10,7 +10,7 @@ rule retrieve:
     log:
         "logs/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.log",
     benchmark:
-        "benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
+        "results/benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
     conda:
         "../../envs/retrieval.yaml"
     threads: 2

@@ -7,7 +7,7 @@ rule compute_idf:
     log:
         "logs/compute_idf/{dataset}.log",
     benchmark:
-        "benchmarks/compute_idf/{dataset}.tsv"
+        "results/benchmarks/compute_idf/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2
@@ -30,7 +30,7 @@ rule mine_negatives:
     log:
         "logs/mine_negatives/{dataset}/{split}.log",
     benchmark:
-        "benchmarks/mine_negatives/{dataset}/{split}.tsv"
+        "results/benchmarks/mine_negatives/{dataset}/{split}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2
@@ -67,7 +67,7 @@ if TRAIN["models_dir"] is None:
         log:
             "logs/train/{dataset}/{strategy}/k{k}/seed{seed}.log",
         benchmark:
-            "benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
+            "results/benchmarks/train/{dataset}/{strategy}/k{k}/seed{seed}.tsv"
         wildcard_constraints:
             strategy=TRAINED_STRATEGY,
         conda:

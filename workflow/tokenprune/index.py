@@ -342,25 +342,8 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
     if not shard_folders:
         raise TokenpruneError("merge needs at least one shard index")
     shards = [PrunedIndex(folder) for folder in shard_folders]
+    _check_mergeable(shards)
     first = shards[0].stats
-    expected_start = 0
-    for shard in shards:
-        stats = shard.stats
-        if shard.is_sharded:
-            raise TokenpruneError(f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves")
-        for key in ("strategy", "k", "dim", "encoding_precision"):
-            if stats.get(key) != first.get(key):
-                raise TokenpruneError(
-                    f"shard {str(shard.folder)!r} has {key}={stats.get(key)!r} but {str(shards[0].folder)!r} has "
-                    f"{first.get(key)!r}: all shards must come from one model, encoded alike"
-                )
-        start, stop = stats.get("document_range", [expected_start, expected_start + stats["documents"]])
-        if start != expected_start or stop - start != stats["documents"]:
-            raise TokenpruneError(
-                f"shard {str(shard.folder)!r} covers documents [{start}, {stop}) but the next shard must start at "
-                f"{expected_start}: pass every shard, in order"
-            )
-        expected_start = stop
     per_document = np.concatenate([np.diff(shard.offsets) for shard in shards])
     with atomic_directory(output) as staging:
         manifest = {"format": MANIFEST_FORMAT, "shards": []}
@@ -389,6 +372,29 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
         write_json(staging / MANIFEST_FILE, manifest)
         write_json(staging / STATS_FILE, stats)
     return stats
+
+
+def _check_mergeable(shards: Sequence[PrunedIndex]) -> None:
+    """Shards of one model, encoded alike, whose document ranges follow each other from 0 without gaps."""
+    first = shards[0].stats
+    expected_start = 0
+    for shard in shards:
+        stats = shard.stats
+        if shard.is_sharded:
+            raise TokenpruneError(f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves")
+        for key in ("strategy", "k", "dim", "encoding_precision"):
+            if stats.get(key) != first.get(key):
+                raise TokenpruneError(
+                    f"shard {str(shard.folder)!r} has {key}={stats.get(key)!r} but {str(shards[0].folder)!r} has "
+                    f"{first.get(key)!r}: all shards must come from one model, encoded alike"
+                )
+        start, stop = stats.get("document_range", [expected_start, expected_start + stats["documents"]])
+        if start != expected_start or stop - start != stats["documents"]:
+            raise TokenpruneError(
+                f"shard {str(shard.folder)!r} covers documents [{start}, {stop}) but the next shard must start at "
+                f"{expected_start}: pass every shard, in order"
+            )
+        expected_start = stop
 
 
 class ConcatenatedVectors:

@@ -8,25 +8,24 @@ with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from tokenprune.cli.registry import COMMANDS
+from tokenprune.cli import pipeline_commands, report_commands
+from tokenprune.cli.registry import Command
 from tokenprune.errors import TokenpruneError
 
-# Importing a command module registers its sub-commands: pipeline stages first, as --help lists them.
-for _module in ("stages", "report"):
-    importlib.import_module(f"tokenprune.cli.{_module}")
+#: Every sub-command by name: the pipeline stages first, then the report, as ``--help`` lists them.
+COMMANDS: dict[str, Command] = {command.name: command for command in (*pipeline_commands.COMMANDS, *report_commands.COMMANDS)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenprune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, build, help_text) in COMMANDS.items():
-        build(subcommands.add_parser(name, help=help_text, description=help_text))
+    for command in COMMANDS.values():
+        command.add_arguments(subcommands.add_parser(command.name, help=command.help, description=command.help))
     return parser
 
 
@@ -38,9 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handler = COMMANDS[args.command][0]
     try:
-        handler(args)
+        COMMANDS[args.command].run(args)
     except TokenpruneError as error:
         print(f"tokenprune {args.command}: error: {error}", file=sys.stderr)
         return 2

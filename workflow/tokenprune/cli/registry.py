@@ -1,23 +1,29 @@
-"""The sub-command registry: each module registers its commands with :func:`command`."""
+"""What a sub-command is: its name, help, argument builder and handler."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-
-Handler = Callable[[argparse.Namespace], None]
-COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
+from dataclasses import dataclass
 
 
-def command(name: str, help_text: str) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable]:
-    """Register a sub-command: decorate its argument builder, and give its handler as ``.run``."""
+@dataclass(frozen=True)
+class Command:
+    """One ``tokenprune`` sub-command.
 
-    def register(build: Callable[[argparse.ArgumentParser], None]) -> Callable:
-        def set_handler(handler: Handler) -> Handler:
-            COMMANDS[name] = (handler, build, help_text)
-            return handler
+    Attributes
+    ----------
+    name
+        The sub-command as typed (``prepare-data``).
+    help
+        One line for ``tokenprune --help`` and the sub-command's description.
+    add_arguments
+        Adds the sub-command's options to its parser.
+    run
+        Runs it on the parsed arguments.
+    """
 
-        build.run = set_handler  # type: ignore[attr-defined]
-        return build
-
-    return register
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]

@@ -12,6 +12,6 @@ diagnostics
     Which tokens each pruned index kept, and at which passage positions.
 paper
     Lassance et al. (2022)'s published numbers, labelled as theirs.
-stages
-    The reporting stages the ``tokenprune`` sub-commands and Snakemake rules run.
+report_files
+    Each report file from the paths its rule hands over: what the ``tokenprune`` report sub-commands run.
 """

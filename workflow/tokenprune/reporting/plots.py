@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # files only: no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
@@ -98,49 +99,9 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
     x_columns = [("index_mib", "index size (MiB, log scale)"), ("percent_tokens_kept", "tokens kept (%)")]
     for axis, (x_column, x_label) in zip(axes, x_columns, strict=True):
-        pruned = table[table["kind"] == "pruned"]
-        for strategy, rows in pruned.groupby("strategy", sort=False):
-            rows = rows.sort_values(x_column)
-            errors = rows[f"{measure} std"] if rows[f"{measure} std"].notna().any() else None
-            axis.errorbar(
-                rows[x_column], rows[measure], yerr=errors, color=strategy_colour(str(strategy)), marker="o",
-                markersize=5, linewidth=1.6, capsize=3, label=str(strategy), gid=f"strategy:{strategy}",
-            )  # fmt: skip
-            for _, row in rows.iterrows():
-                axis.annotate(
-                    f"k={int(row['k'])}", (row[x_column], row[measure]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=7, color=strategy_colour(str(strategy)),
-                )  # fmt: skip
-        # The same selection applied only at indexing: hollow markers in the strategy's colour.
-        for kind, marker, linestyle, suffix in [("posthoc", "o", "--", "post-hoc"), ("untrained-posthoc", "s", ":", "post-hoc, untrained")]:
-            for strategy, rows in table[table["kind"] == kind].groupby("strategy", sort=False):
-                rows = rows.sort_values(x_column)
-                axis.plot(
-                    rows[x_column], rows[measure], color=strategy_colour(str(strategy)), marker=marker,
-                    markerfacecolor="white", markersize=5, linewidth=1.0, linestyle=linestyle,
-                    label=f"{strategy} ({suffix})", gid=f"{kind}:{strategy}",
-                )  # fmt: skip
-        for kind, marker, colour, label in [
-            ("baseline", "*", STRATEGY_COLOURS["none"], "ColBERT, no pruning"),
-            ("step0", "P", STRATEGY_COLOURS["none"], "ColBERT, step 0"),
-            ("untrained", "D", REFERENCE_COLOURS["untrained"], "untrained backbone"),
-        ]:
-            for _, row in table[table["kind"] == kind].iterrows():
-                axis.plot(
-                    [row[x_column]], [row[measure]], linestyle="none", marker=marker, markersize=11 if marker == "*" else 7,
-                    color=colour, label=label, gid=f"reference:{kind}",
-                )  # fmt: skip
-                if kind == "baseline":
-                    axis.axhline(row[measure], color=colour, linestyle=":", linewidth=1, gid="level:baseline")
-        for _, row in table[table["kind"] == "bm25"].iterrows():
-            axis.axhline(
-                row[measure],
-                color=REFERENCE_COLOURS["bm25"],
-                linestyle="--",
-                linewidth=1.2,
-                label="BM25",
-                gid="level:bm25",
-            )
+        _draw_in_loop_strategies(axis, table, x_column, measure)
+        _draw_posthoc_selections(axis, table, x_column, measure)
+        _draw_references(axis, table, x_column, measure)
         if x_column == "index_mib" and table[x_column].notna().any():
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -157,6 +118,55 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     figure.legend([unique[label] for label in order], order, loc="outside right center", frameon=False)
     figure.suptitle(title or f"Index size vs {measure}")
     return figure
+
+
+def _draw_in_loop_strategies(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
+    """One line per strategy trained with its selection, across k, with the seed spread as error bars."""
+    pruned = table[table["kind"] == "pruned"]
+    for strategy, rows in pruned.groupby("strategy", sort=False):
+        rows = rows.sort_values(x_column)
+        errors = rows[f"{measure} std"] if rows[f"{measure} std"].notna().any() else None
+        axis.errorbar(
+            rows[x_column], rows[measure], yerr=errors, color=strategy_colour(str(strategy)), marker="o",
+            markersize=5, linewidth=1.6, capsize=3, label=str(strategy), gid=f"strategy:{strategy}",
+        )  # fmt: skip
+        for _, row in rows.iterrows():
+            axis.annotate(
+                f"k={int(row['k'])}", (row[x_column], row[measure]), textcoords="offset points", xytext=(4, 4),
+                fontsize=7, color=strategy_colour(str(strategy)),
+            )  # fmt: skip
+
+
+def _draw_posthoc_selections(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
+    """The same selections applied only at indexing: hollow markers in the strategy's colour."""
+    for kind, marker, linestyle, suffix in [("posthoc", "o", "--", "post-hoc"), ("untrained-posthoc", "s", ":", "post-hoc, untrained")]:
+        for strategy, rows in table[table["kind"] == kind].groupby("strategy", sort=False):
+            rows = rows.sort_values(x_column)
+            axis.plot(
+                rows[x_column], rows[measure], color=strategy_colour(str(strategy)), marker=marker,
+                markerfacecolor="white", markersize=5, linewidth=1.0, linestyle=linestyle,
+                label=f"{strategy} ({suffix})", gid=f"{kind}:{strategy}",
+            )  # fmt: skip
+
+
+def _draw_references(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
+    """The unpruned baseline (with its level), step 0 and the untrained backbone as points; BM25 as a level."""
+    for kind, marker, colour, label in [
+        ("baseline", "*", STRATEGY_COLOURS["none"], "ColBERT, no pruning"),
+        ("step0", "P", STRATEGY_COLOURS["none"], "ColBERT, step 0"),
+        ("untrained", "D", REFERENCE_COLOURS["untrained"], "untrained backbone"),
+    ]:
+        for _, row in table[table["kind"] == kind].iterrows():
+            axis.plot(
+                [row[x_column]], [row[measure]], linestyle="none", marker=marker, markersize=11 if marker == "*" else 7,
+                color=colour, label=label, gid=f"reference:{kind}",
+            )  # fmt: skip
+            if kind == "baseline":
+                axis.axhline(row[measure], color=colour, linestyle=":", linewidth=1, gid="level:baseline")
+    for _, row in table[table["kind"] == "bm25"].iterrows():
+        axis.axhline(
+            row[measure], color=REFERENCE_COLOURS["bm25"], linestyle="--", linewidth=1.2, label="BM25", gid="level:bm25"
+        )
 
 
 def loss_figure(

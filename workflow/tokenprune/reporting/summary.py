@@ -250,23 +250,8 @@ def compare_methods(
     """
     if not results:
         raise TokenpruneError("no systems to compare")
-    for result in results:
-        missing = [name for name in measures if name not in result.measures or name not in result.per_query.columns]
-        if missing:
-            raise TokenpruneError(
-                f"system {result.system.id!r} was not evaluated with {missing}; "
-                f"it has {sorted(result.measures)} (re-run 'evaluate' with the configured metrics)"
-            )
-    by_method: dict[str, list[SystemResult]] = {}
-    for result in results:
-        by_method.setdefault(result.system.method, []).append(result)
-    baselines = [method for method, group in by_method.items() if group[0].system.kind == "baseline"]
-    if len(baselines) > 1:
-        raise TokenpruneError(
-            f"several unpruned trained baselines {baselines}; compare one training collection at a time"
-        )
-    baseline = baselines[0] if baselines else None
-
+    _check_measures(results, measures)
+    by_method, baseline = _group_by_method(results)
     # Per-query values averaged over seeds: the unit of the paired test is the query.
     per_query = {
         method: pd.concat([r.per_query[list(measures)] for r in group]).groupby(level=0).mean()
@@ -276,47 +261,10 @@ def compare_methods(
     for result in results:
         strategy_order.setdefault(result.system.strategy, len(strategy_order))
     methods = sorted(by_method, key=lambda method: _method_sort_key(by_method[method][0].system, strategy_order))
-
-    rows = []
-    for method in methods:
-        group = by_method[method]
-        system = group[0].system
-        sizes = [r.index_stats for r in group if r.index_stats is not None]
-        row: dict[str, Any] = {
-            "method": method_label(system),
-            "kind": system.kind,
-            "selection": SELECTION_LABELS.get(system.kind, ""),
-            "strategy": system.strategy,
-            "k": system.k,
-            "seeds": len(group),
-            "percent_tokens_kept": float(np.mean([s["percent_tokens_kept"] for s in sizes])) if sizes else np.nan,
-            "index_mib": float(np.mean([s["index_bytes"] for s in sizes]) / 2**20) if sizes else np.nan,
-        }
-        for name in measures:
-            values = np.array([r.measures[name] for r in group])
-            row[name] = float(values.mean())
-            row[f"{name} std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
-            row[f"{name} paper"] = _paper_value(paper, system, name)
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([_method_row(by_method[method], measures, paper) for method in methods])
     table["k"] = table["k"].astype("Int64")
-
     compared_methods = [method for method in methods if method != baseline]
-    for name in measures:
-        table[f"{name} delta"] = np.nan
-        table[f"{name} p_holm"] = np.nan
-        table[f"{name} significant"] = False
-        if baseline is None:
-            continue
-        reference = per_query[baseline][name]
-        raw = [paired_t_test(per_query[method][name], reference) for method in compared_methods]
-        adjusted = dict(zip(compared_methods, holm_adjust(raw), strict=True))
-        baseline_value = table.loc[methods.index(baseline), name]
-        for position, method in enumerate(methods):
-            table.loc[position, f"{name} delta"] = table.loc[position, name] - baseline_value
-            if method in adjusted:
-                table.loc[position, f"{name} p_holm"] = adjusted[method]
-                table.loc[position, f"{name} significant"] = bool(adjusted[method] < alpha)
+    _test_against_baseline(table, methods, baseline, per_query, measures, alpha)
     ordered = ["method", "kind", "selection", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
     for name in measures:
         ordered += [name, f"{name} std", f"{name} delta", f"{name} p_holm", f"{name} significant", f"{name} paper"]
@@ -339,6 +287,75 @@ def compare_methods(
             {len(group) for group in by_method.values() if group[0].system.kind in ("baseline", "pruned")}
         ),
     )
+
+
+def _check_measures(results: Sequence[SystemResult], measures: Sequence[str]) -> None:
+    """Every system must have been evaluated with every measure of the table."""
+    for result in results:
+        missing = [name for name in measures if name not in result.measures or name not in result.per_query.columns]
+        if missing:
+            raise TokenpruneError(
+                f"system {result.system.id!r} was not evaluated with {missing}; "
+                f"it has {sorted(result.measures)} (re-run 'evaluate' with the configured metrics)"
+            )
+
+
+def _group_by_method(results: Sequence[SystemResult]) -> tuple[dict[str, list[SystemResult]], str | None]:
+    """The seeds of each method, and the unpruned trained baseline's method (at most one)."""
+    by_method: dict[str, list[SystemResult]] = {}
+    for result in results:
+        by_method.setdefault(result.system.method, []).append(result)
+    baselines = [method for method, group in by_method.items() if group[0].system.kind == "baseline"]
+    if len(baselines) > 1:
+        raise TokenpruneError(
+            f"several unpruned trained baselines {baselines}; compare one training collection at a time"
+        )
+    return by_method, baselines[0] if baselines else None
+
+
+def _method_row(group: Sequence[SystemResult], measures: Sequence[str], paper: pd.DataFrame | None) -> dict[str, Any]:
+    """One table row: the method's index size and each measure, averaged over its seeds, with the seed spread."""
+    system = group[0].system
+    sizes = [r.index_stats for r in group if r.index_stats is not None]
+    row: dict[str, Any] = {
+        "method": method_label(system),
+        "kind": system.kind,
+        "selection": SELECTION_LABELS.get(system.kind, ""),
+        "strategy": system.strategy,
+        "k": system.k,
+        "seeds": len(group),
+        "percent_tokens_kept": float(np.mean([s["percent_tokens_kept"] for s in sizes])) if sizes else np.nan,
+        "index_mib": float(np.mean([s["index_bytes"] for s in sizes]) / 2**20) if sizes else np.nan,
+    }
+    for name in measures:
+        values = np.array([r.measures[name] for r in group])
+        row[name] = float(values.mean())
+        row[f"{name} std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+        row[f"{name} paper"] = _paper_value(paper, system, name)
+    return row
+
+
+def _test_against_baseline(
+    table: pd.DataFrame, methods: list[str], baseline: str | None, per_query: dict[str, pd.DataFrame],
+    measures: Sequence[str], alpha: float,
+) -> None:  # fmt: skip
+    """Fill each measure's delta, Holm-adjusted p-value and significance against the baseline, in place."""
+    compared_methods = [method for method in methods if method != baseline]
+    for name in measures:
+        table[f"{name} delta"] = np.nan
+        table[f"{name} p_holm"] = np.nan
+        table[f"{name} significant"] = False
+        if baseline is None:
+            continue
+        reference = per_query[baseline][name]
+        raw = [paired_t_test(per_query[method][name], reference) for method in compared_methods]
+        adjusted = dict(zip(compared_methods, holm_adjust(raw), strict=True))
+        baseline_value = table.loc[methods.index(baseline), name]
+        for position, method in enumerate(methods):
+            table.loc[position, f"{name} delta"] = table.loc[position, name] - baseline_value
+            if method in adjusted:
+                table.loc[position, f"{name} p_holm"] = adjusted[method]
+                table.loc[position, f"{name} significant"] = bool(adjusted[method] < alpha)
 
 
 CONTRAST_COLUMNS = ["strategy", "k", "measure", "in-loop", "post-hoc", "delta", "p", "p_holm", "significant", "queries"]

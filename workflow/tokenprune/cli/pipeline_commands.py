@@ -1,4 +1,4 @@
-"""Sub-commands for the pipeline stages: data, training, indexing, retrieval, evaluation, references."""
+"""Sub-commands for the pipeline stages: data, training, indexing, retrieval, evaluation, reference systems."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tokenprune.cli.registry import command
+from tokenprune.cli.registry import Command
 from tokenprune.errors import TokenpruneError
 from tokenprune.strategies import STRATEGIES
 
@@ -31,7 +31,6 @@ def _dataset_entry(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     return config["datasets"][args.dataset], config
 
 
-@command("prepare-data", "Normalise a collection (BEIR folder or ir_datasets id) and write its statistics.")
 def _prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="Dataset name (a key of 'datasets' in the config).")
     source = parser.add_mutually_exclusive_group()
@@ -46,7 +45,6 @@ def _prepare_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query-max-length", type=int, help="Report the share of queries longer than this.")
 
 
-@_prepare_data_arguments.run
 def _prepare_data(args: argparse.Namespace) -> None:
     entry, config = _dataset_entry(args)
     if args.spec and not (args.irds_home and args.backbone):
@@ -88,14 +86,12 @@ def _json_argument(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-@command("compute-idf", "IDF of every vocabulary entry over a prepared corpus (for the idf strategy).")
 def _compute_idf_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder (output of prepare-data).")
     parser.add_argument("--backbone", required=True, help="Backbone whose tokenizer defines the vocabulary (model.backbone).")
     parser.add_argument("--output", required=True, type=Path, help="IDF table to write (safetensors).")
 
 
-@_compute_idf_arguments.run
 def _compute_idf(args: argparse.Namespace) -> None:
     from tokenprune.backbone import load_tokenizer
     from tokenprune.data import PreparedDataset
@@ -105,7 +101,6 @@ def _compute_idf(args: argparse.Namespace) -> None:
     log.info("IDF of %d vocabulary entries written to %s", idf.numel(), args.output)
 
 
-@command("mine-negatives", "Training triples: BM25 hard negatives for a split's judged queries, or ir_datasets docpairs.")
 def _mine_negatives_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--split", required=True, help="Split whose queries and qrels to use.")
@@ -116,7 +111,6 @@ def _mine_negatives_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Triples file to write (parquet).")
 
 
-@_mine_negatives_arguments.run
 def _mine_negatives(args: argparse.Namespace) -> None:
     if args.negatives_per_query <= 0 or args.skip < 0:
         raise TokenpruneError(
@@ -134,7 +128,6 @@ def _mine_negatives(args: argparse.Namespace) -> None:
     mine_bm25_negatives(PreparedDataset(args.data), args.split, args.output, args.negatives_per_query, args.skip)
 
 
-@command("audit-negatives", "Per BM25 rank of the unjudged passages: how often a model scores them above the judged positive.")
 def _audit_negatives_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--split", required=True, help="Split whose queries and qrels to audit.")
@@ -145,7 +138,6 @@ def _audit_negatives_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="CSV to write (one row per rank).")
 
 
-@_audit_negatives_arguments.run
 def _audit_negatives(args: argparse.Namespace) -> None:
     from tokenprune.data import PreparedDataset
     from tokenprune.index import PrunedIndex
@@ -165,7 +157,6 @@ def _audit_negatives(args: argparse.Namespace) -> None:
             log.info("unjudged ranks %d-%d: %.1f%% suspects", first, last, 100 * rows["suspect_share"].mean())
 
 
-@command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).")
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
     parser.add_argument("--split", required=True, help="Split the triples' queries come from (train.split).")
@@ -195,7 +186,6 @@ def _compute_device(args: argparse.Namespace) -> torch.device:
     return resolve_device(args.device, args.threads)
 
 
-@_train_arguments.run
 def _train(args: argparse.Namespace) -> None:
     import torch
 
@@ -222,7 +212,6 @@ def _train(args: argparse.Namespace) -> None:
     log.info("loss %s -> %s in %.0f s; model written to %s", summary["first_loss"], summary["final_loss"], summary["seconds"], args.output)
 
 
-@command("initial-model", "The model as training initialises it, before any step (the study's 'step 0' row).")
 def _initial_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
     parser.add_argument("--split", required=True, help="Split the triples' queries come from.")
@@ -232,7 +221,6 @@ def _initial_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
-@_initial_model_arguments.run
 def _initial_model(args: argparse.Namespace) -> None:
     import torch
 
@@ -248,7 +236,6 @@ def _initial_model(args: argparse.Namespace) -> None:
     log.info("step-0 model (seed %d) written to %s", args.seed, args.output)
 
 
-@command("import-model", "Copy a model trained elsewhere (e.g. a previous run's results/models) into the pipeline.")
 def _import_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, type=Path, help="Model folder to import.")
     parser.add_argument("--strategy", required=True, help="The strategy the folder must hold.")
@@ -256,7 +243,6 @@ def _import_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
-@_import_model_arguments.run
 def _import_model(args: argparse.Namespace) -> None:
     from tokenprune.model import parse_k
     from tokenprune.training import import_trained
@@ -265,7 +251,6 @@ def _import_model(args: argparse.Namespace) -> None:
     log.info("imported %s (k=%s, backbone %s) from %s", model.config.strategy, model.config.k, model.config.backbone, args.source)
 
 
-@command("index", "Encode a corpus (or one shard of it) with a model's selection layer into a pruned index.")
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (from train or untrained-model).")
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
@@ -310,7 +295,6 @@ def _log_index(document_range: tuple[int, int], stats: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-@_index_arguments.run
 def _index(args: argparse.Namespace) -> None:
     from tokenprune.idf import load_idf
     from tokenprune.index import build_index
@@ -321,7 +305,6 @@ def _index(args: argparse.Namespace) -> None:
     _log_index(document_range, build_index(model, dataset, args.output, **options))
 
 
-@command("posthoc-index", "Prune an unpruned model's vectors at indexing only: several selections from one encoding pass.")
 def _posthoc_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder of an unpruned model (strategy none).")
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the corpus to index.")
@@ -338,7 +321,6 @@ def _posthoc_index_arguments(parser: argparse.ArgumentParser) -> None:
     _add_compute_arguments(parser)
 
 
-@_posthoc_index_arguments.run
 def _posthoc_index(args: argparse.Namespace) -> None:
     from tokenprune.idf import load_idf
     from tokenprune.index import build_posthoc_indexes
@@ -360,13 +342,11 @@ def _posthoc_index(args: argparse.Namespace) -> None:
         _log_index(document_range, stats)
 
 
-@command("merge-index", "Join shard indexes (from index --shard) into one sharded index folder, without copying vectors.")
 def _merge_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="Shard index folders, in shard order.")
     parser.add_argument("--output", required=True, type=Path, help="Index folder to write.")
 
 
-@_merge_index_arguments.run
 def _merge_index(args: argparse.Namespace) -> None:
     from tokenprune.index import merge_index_shards
 
@@ -377,7 +357,6 @@ def _merge_index(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
-@command("ann-index", "Build a faiss IVF-PQ (or IVF-Flat) index over every vector of a pruned index.")
 def _ann_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="Pruned index folder.")
     parser.add_argument("--nlist", type=int, required=True, help="Inverted lists (capped at vectors / 39).")
@@ -387,7 +366,6 @@ def _ann_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="faiss index file to write.")
 
 
-@_ann_index_arguments.run
 def _ann_index(args: argparse.Namespace) -> None:
     from tokenprune.index import PrunedIndex
     from tokenprune.search import build_ann_index, save_ann_index
@@ -397,7 +375,6 @@ def _ann_index(args: argparse.Namespace) -> None:
     log.info("ANN index with nlist=%d written to %s", ann.nlist, args.output)
 
 
-@command("retrieve", "Rank a split's queries against a pruned index (exact MaxSim, or ANN + exact re-rank).")
 def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (encodes the queries).")
     parser.add_argument("--index", required=True, help="Pruned index folder.")
@@ -413,7 +390,6 @@ def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
 
 
-@_retrieve_arguments.run
 def _retrieve(args: argparse.Namespace) -> None:
     import time
 
@@ -448,7 +424,6 @@ def _retrieve(args: argparse.Namespace) -> None:
     log.info("%d queries in %.2f s (%.1f queries/s) with %s", len(query_ids), elapsed, len(query_ids) / elapsed, backend)
 
 
-@command("evaluate", "Evaluate a TREC run with ir_measures (aggregate JSON + per-query TSV).")
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="TREC run file.")
     parser.add_argument("--data", required=True, help="Prepared dataset folder (qrels).")
@@ -458,7 +433,6 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-query", required=True, type=Path, help="Per-query TSV to write.")
 
 
-@_evaluate_arguments.run
 def _evaluate(args: argparse.Namespace) -> None:
     from tokenprune.data import PreparedDataset
     from tokenprune.evaluation import evaluate_run, parse_measures
@@ -467,7 +441,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     log.info("%s", ", ".join(f"{name} {value:.4f}" for name, value in values.items()))
 
 
-@command("bm25", "BM25 reference run (bm25s) for a split's queries.")
 def _bm25_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--split", required=True, help="Split whose queries to run.")
@@ -475,15 +448,13 @@ def _bm25_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
 
 
-@_bm25_arguments.run
 def _bm25(args: argparse.Namespace) -> None:
     from tokenprune.data import PreparedDataset
-    from tokenprune.references import bm25_run
+    from tokenprune.reference_systems import bm25_run
 
     bm25_run(PreparedDataset(args.data), args.split, args.output, args.depth)
 
 
-@command("untrained-model", "Save the backbone, untrained, as a ColBERT model (normalised token vectors, no pruning).")
 def _untrained_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", required=True, help="Backbone name, Hugging Face id or path (model.backbone).")
     parser.add_argument("--query-max-length", type=int, required=True, help="Query length in word pieces.")
@@ -492,11 +463,30 @@ def _untrained_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
-@_untrained_arguments.run
 def _untrained(args: argparse.Namespace) -> None:
-    from tokenprune.references import untrained_model
+    from tokenprune.reference_systems import untrained_model
 
     untrained_model(
         args.backbone, args.output, query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length, candidate_tokens=args.candidate_tokens,
     )  # fmt: skip
+
+
+#: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
+COMMANDS = [
+    Command("prepare-data", "Normalise a collection (BEIR folder or ir_datasets id) and write its statistics.", _prepare_data_arguments, _prepare_data),
+    Command("compute-idf", "IDF of every vocabulary entry over a prepared corpus (for the idf strategy).", _compute_idf_arguments, _compute_idf),
+    Command("mine-negatives", "Training triples: BM25 hard negatives for a split's judged queries, or ir_datasets docpairs.", _mine_negatives_arguments, _mine_negatives),
+    Command("audit-negatives", "Per BM25 rank of the unjudged passages: how often a model scores them above the judged positive.", _audit_negatives_arguments, _audit_negatives),
+    Command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).", _train_arguments, _train),
+    Command("initial-model", "The model as training initialises it, before any step (the study's 'step 0' row).", _initial_model_arguments, _initial_model),
+    Command("import-model", "Copy a model trained elsewhere (e.g. a previous run's results/models) into the pipeline.", _import_model_arguments, _import_model),
+    Command("index", "Encode a corpus (or one shard of it) with a model's selection layer into a pruned index.", _index_arguments, _index),
+    Command("posthoc-index", "Prune an unpruned model's vectors at indexing only: several selections from one encoding pass.", _posthoc_index_arguments, _posthoc_index),
+    Command("merge-index", "Join shard indexes (from index --shard) into one sharded index folder, without copying vectors.", _merge_index_arguments, _merge_index),
+    Command("ann-index", "Build a faiss IVF-PQ (or IVF-Flat) index over every vector of a pruned index.", _ann_index_arguments, _ann_index),
+    Command("retrieve", "Rank a split's queries against a pruned index (exact MaxSim, or ANN + exact re-rank).", _retrieve_arguments, _retrieve),
+    Command("evaluate", "Evaluate a TREC run with ir_measures (aggregate JSON + per-query TSV).", _evaluate_arguments, _evaluate),
+    Command("bm25", "BM25 reference run (bm25s) for a split's queries.", _bm25_arguments, _bm25),
+    Command("untrained-model", "Save the backbone, untrained, as a ColBERT model (normalised token vectors, no pruning).", _untrained_arguments, _untrained),
+]

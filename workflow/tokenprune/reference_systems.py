@@ -1,4 +1,4 @@
-"""Reference rows for every table: BM25, and the untrained backbone used as ColBERT."""
+"""Reference systems in every table: BM25, and the untrained backbone used as ColBERT."""
 
 from __future__ import annotations
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tokenprune.cli.registry import command
+from tokenprune.cli.registry import Command
 
 
 _SYSTEM_IDS = "System ids: 'dataset/strategy/k<k|all>/seed<n>' for models, 'untrained/none/kall/seed0', 'bm25'."
 
 
-@command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.")
 def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--system", required=True, nargs=4, action="append", metavar=("ID", "METRICS", "PER_QUERY", "INDEX"),
@@ -29,9 +28,8 @@ def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, type=Path, help="Folder for comparison.{csv,md,html,tex}.")
 
 
-@_summarize_arguments.run
 def _summarize(args: argparse.Namespace) -> None:
-    from tokenprune.reporting.stages import parse_system, summarize
+    from tokenprune.reporting.report_files import parse_system, summarize
     from tokenprune.reporting.summary import SystemFiles
 
     systems = [
@@ -44,7 +42,6 @@ def _summarize(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
-@command("plot-tradeoff", "Index size vs each measure, one line per strategy across k (PNG + SVG).")
 def _plot_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", required=True, type=Path, help="comparison.csv written by 'summarize'.")
     parser.add_argument("--measures", nargs="+", required=True, help="Measures to plot, one figure each.")
@@ -52,14 +49,12 @@ def _plot_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, type=Path, help="Folder for index_size_vs_<measure>.{png,svg}.")
 
 
-@_plot_tradeoff_arguments.run
 def _plot_tradeoff(args: argparse.Namespace) -> None:
-    from tokenprune.reporting.stages import plot_tradeoffs
+    from tokenprune.reporting.report_files import plot_tradeoffs
 
     plot_tradeoffs(args.table, args.measures, args.output_dir, title=args.title or "")
 
 
-@command("plot-training", "Training loss curves of trained models (PNG + SVG).")
 def _plot_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, nargs=2, action="append", metavar=("ID", "MODEL_DIR"),
@@ -71,14 +66,12 @@ def _plot_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@_plot_training_arguments.run
 def _plot_training(args: argparse.Namespace) -> None:
-    from tokenprune.reporting.stages import plot_training
+    from tokenprune.reporting.report_files import plot_training
 
     plot_training([(system, Path(folder)) for system, folder in args.model], args.output, title=args.title or "")
 
 
-@command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.")
 def _token_diagnostics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--system", required=True, nargs=3, action="append", metavar=("ID", "MODEL_DIR", "INDEX"),
@@ -89,9 +82,17 @@ def _token_diagnostics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, type=Path, help="Folder for kept_positions.* and kept_tokens.*.")
 
 
-@_token_diagnostics_arguments.run
 def _token_diagnostics(args: argparse.Namespace) -> None:
-    from tokenprune.reporting.stages import token_diagnostics
+    from tokenprune.reporting.report_files import token_diagnostics
 
     systems = [(system, Path(model), Path(index)) for system, model, index in args.system]
     token_diagnostics(systems, output_dir=args.output_dir, top=args.top, title=args.title or "")
+
+
+#: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
+COMMANDS = [
+    Command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.", _summarize_arguments, _summarize),
+    Command("plot-tradeoff", "Index size vs each measure, one line per strategy across k (PNG + SVG).", _plot_tradeoff_arguments, _plot_tradeoff),
+    Command("plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training),
+    Command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.", _token_diagnostics_arguments, _token_diagnostics),
+]

@@ -1,8 +1,9 @@
-"""The reporting stages as functions: each reads pipeline outputs and writes its tables or figures.
+"""The report's files: each function reads the pipeline outputs it is handed and writes tables or figures.
 
 The ``tokenprune`` sub-commands ``summarize``, ``plot-tradeoff``,
-``plot-training`` and ``token-diagnostics`` call these, and so do the
-Snakemake rules of ``workflow/rules/report.smk``.
+``plot-training`` and ``token-diagnostics`` call these; the rules of
+``workflow/rules/report.smk`` run those sub-commands with the paths of their
+inputs.
 """
 
 from __future__ import annotations
