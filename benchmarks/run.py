@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from tokenprune.attention import ParallelDropout, swap_dropout
+from tokenprune.config import schema_defaults
 from tokenprune.data import PreparedDataset
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, maxsim
@@ -259,8 +260,11 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
         ),
         "note": "effective GB/s = queries x index vector bytes / seconds (each query scores every stored byte once)",
     }
-    build_seconds, ann = best_time(lambda: build_ann_index(index, nlist=nlist, m=16, nbits=8), 1)
-    ann_seconds, approximate = best_time(lambda: ann_search(query_vectors, query_mask, index, ann, depth=100, candidates_per_token=64, nprobe=32), repeats)
+    # The study's default ANN settings (the schema owns them); --nlist overrides the list count.
+    settings = schema_defaults("retrieval.ann")
+    build_seconds, ann = best_time(lambda: build_ann_index(index, nlist=nlist, m=settings["m"], nbits=settings["nbits"]), 1)
+    search = {"candidates_per_token": settings["candidates_per_token"], "nprobe": settings["nprobe"]}
+    ann_seconds, approximate = best_time(lambda: ann_search(query_vectors, query_mask, index, ann, depth=100, **search), repeats)
 
     def recall(depth: int) -> float:
         return float(np.mean([
@@ -268,7 +272,7 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
         ]))  # fmt: skip
 
     ann_result = {
-        "nlist": ann.nlist, "m": 16, "nbits": 8, "nprobe": 32, "candidates_per_token": 64,
+        "nlist": ann.nlist, "m": settings["m"], "nbits": settings["nbits"], **search,
         "build_seconds": build_seconds,
         "ours": {"seconds": ann_seconds, "queries_per_s": count / ann_seconds},
         "reference_exact": {"seconds": ours_seconds, "queries_per_s": count / ours_seconds},
@@ -306,7 +310,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="Passages per forward pass when encoding.")
     parser.add_argument("--training-batch-size", type=int, default=8, help="Triples per training step.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs per timing; the fastest counts.")
-    parser.add_argument("--nlist", type=int, default=1024, help="IVF lists of the ANN index.")
+    parser.add_argument("--nlist", type=int, default=schema_defaults("retrieval.ann")["nlist"], help="IVF lists of the ANN index (capped at vectors / 39).")
     parser.add_argument("--stages", nargs="+", default=["encoding", "training", "retrieval"], choices=["encoding", "training", "retrieval"])
     parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
     parser.add_argument("--precision", default="auto", help="Our encoding and training precision (the references stay fp32).")

@@ -173,6 +173,9 @@ def test_ann_lists_are_capped_by_the_vectors_there_are_to_train_them(indexes) ->
     assert ann.nlist == index.stats["vectors"] // 39 >= 1
     with pytest.raises(TokenpruneError, match="nlist must be positive, got 0"):
         build_ann_index(index, nlist=0, m=4, nbits=8)
+    # faiss would stop with a C++ assertion: PQ codebooks of 2**nbits centroids need that many vectors.
+    with pytest.raises(TokenpruneError, match=f"nbits=12 needs 4096 vectors .* the index has {index.stats['vectors']}"):
+        build_ann_index(index, nlist=4, m=4, nbits=12)
 
 
 def test_query_set_encoded_in_batches_equals_one_batch() -> None:

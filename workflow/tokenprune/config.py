@@ -21,9 +21,14 @@ def load_schema() -> dict[str, Any]:
 
 
 def schema_defaults(section: str) -> dict[str, Any]:
-    """The schema's default of every key of one config section: the library's defaults come from here."""
-    properties = load_schema()["properties"][section]["properties"]
-    return {key: spec["default"] for key, spec in properties.items() if "default" in spec}
+    """The schema's default of every key of one config section (dotted for nested ones: ``retrieval.ann``).
+
+    The library's own defaults come from here, so the schema stays their one owner.
+    """
+    node = load_schema()
+    for key in section.split("."):
+        node = node["properties"][key]
+    return {key: spec["default"] for key, spec in node["properties"].items() if "default" in spec}
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

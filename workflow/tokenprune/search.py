@@ -215,6 +215,11 @@ def build_ann_index(
     if nlist <= 0:
         raise TokenpruneError(f"ann nlist must be positive, got {nlist}")
     nlist = max(1, min(nlist, total // MIN_POINTS_PER_LIST))
+    if not flat and min(train_sample, total) < 2**nbits:
+        raise TokenpruneError(
+            f"ann nbits={nbits} needs {2**nbits} vectors to train each PQ codebook, but the index has {total}; "
+            "lower retrieval.ann.nbits"
+        )
     if not flat and dim % m:
         raise TokenpruneError(f"ann m={m} must divide the vector dimension {dim}")
     quantizer = faiss.IndexFlatIP(dim)
