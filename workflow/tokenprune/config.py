@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,22 @@ def schema_defaults(section: str) -> dict[str, Any]:
     for key in section.split("."):
         node = node["properties"][key]
     return {key: spec["default"] for key, spec in node["properties"].items() if "default" in spec}
+
+
+def schema_defaulted(section: str) -> Callable[[type], type]:
+    """Class decorator (below ``@dataclass``): each annotated field without a default takes the schema's.
+
+    Settings classes mirror a config section; with this, their defaults have one owner, the schema.
+    """
+
+    def fill(cls: type) -> type:
+        defaults = schema_defaults(section)
+        for name in cls.__annotations__:
+            if name in defaults and name not in cls.__dict__:
+                setattr(cls, name, defaults[name])
+        return cls
+
+    return fill
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

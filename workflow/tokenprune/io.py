@@ -74,6 +74,17 @@ def write_json(path: str | os.PathLike[str], payload: Any) -> None:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """Parse ``text`` as one JSON object; errors name ``where`` it came from (a file and line, an option)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TokenpruneError(f"{where}: malformed JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(value, dict):
+        raise TokenpruneError(f"{where}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line of a JSON-lines file.
 
@@ -84,12 +95,5 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
     """
     with open(path, encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TokenpruneError(f"{path}:{line_number}: malformed JSON ({error.msg} at column {error.colno})") from None
-            if not isinstance(record, dict):
-                raise TokenpruneError(f"{path}:{line_number}: expected a JSON object, found {type(record).__name__}")
-            yield line_number, record
+            if line.strip():
+                yield line_number, json_object(line, f"{path}:{line_number}")

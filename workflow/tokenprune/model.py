@@ -24,7 +24,7 @@ from torch import nn
 
 from tokenprune.attention import ParallelDropout, last_layer_attention, last_self_attention, register_attention, swap_dropout
 from tokenprune.backbone import load_tokenizer, resolve_backbone
-from tokenprune.config import schema_defaults
+from tokenprune.config import schema_defaulted
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
 from tokenprune.selection import CANDIDATE_RULES, PassageBatch, TokenSelector, make_selector
@@ -39,10 +39,8 @@ IDF_FILE = "idf.safetensors"
 FORMAT_VERSION = 2
 
 
-_MODEL_DEFAULTS = schema_defaults("model")
-
-
 @dataclass(frozen=True)
+@schema_defaulted("model")
 class ColBERTConfig:
     """Everything needed to rebuild a model, saved as ``tokenprune.json``.
 
@@ -68,17 +66,18 @@ class ColBERTConfig:
         ``"pca"`` or ``"random"``; only used when training starts.
     """
 
-    # Defaults are the schema's (config section ``model``); strategy and k come from the study's wildcards.
-    backbone: str = _MODEL_DEFAULTS["backbone"]
+    # Fields without a default here take the schema's (config section ``model``, by @schema_defaulted);
+    # strategy and k come from the study's wildcards.
+    backbone: str
     strategy: str = "none"
     k: int | None = None
-    dim: int = _MODEL_DEFAULTS["dim"]
-    query_max_length: int = _MODEL_DEFAULTS["query_max_length"]
-    passage_max_length: int = _MODEL_DEFAULTS["passage_max_length"]
-    normalize: bool = _MODEL_DEFAULTS["normalize"]
-    query_expansion: bool = _MODEL_DEFAULTS["query_expansion"]
-    candidate_tokens: str = _MODEL_DEFAULTS["candidate_tokens"]
-    projection_init: str = _MODEL_DEFAULTS["projection_init"]
+    dim: int
+    query_max_length: int
+    passage_max_length: int
+    normalize: bool
+    query_expansion: bool
+    candidate_tokens: str
+    projection_init: str
 
     def __post_init__(self) -> None:
         check_strategy_k(self.strategy, self.k)

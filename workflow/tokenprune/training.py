@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenprune.data import PreparedDataset
-from tokenprune.config import schema_defaults
+from tokenprune.config import schema_defaulted
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, atomic_file
 from tokenprune.model import ColBERT, maxsim
@@ -47,23 +47,21 @@ TRIPLES_STAGE_KEYS = frozenset({"negatives_per_query", "negatives_skip", "docpai
 RESUMABLE_CHANGES = {"checkpoint_every", "log_every"}
 
 
-_TRAINING_DEFAULTS = schema_defaults("training")
-
-
 @dataclass(frozen=True)
+@schema_defaulted("training")
 class TrainingSettings:
     """Optimisation settings (config section ``training``, plus the seed)."""
 
-    # Defaults are the schema's (config section ``training``).
-    steps: int = _TRAINING_DEFAULTS["steps"]
-    batch_size: int = _TRAINING_DEFAULTS["batch_size"]
-    learning_rate: float = _TRAINING_DEFAULTS["learning_rate"]
-    warmup_steps: int = _TRAINING_DEFAULTS["warmup_steps"]
-    weight_decay: float = _TRAINING_DEFAULTS["weight_decay"]
-    max_grad_norm: float = _TRAINING_DEFAULTS["max_grad_norm"]
-    checkpoint_every: int = _TRAINING_DEFAULTS["checkpoint_every"]
-    log_every: int = _TRAINING_DEFAULTS["log_every"]
-    precision: str = _TRAINING_DEFAULTS["precision"]
+    # Every default but the seed's is the schema's (config section ``training``, by @schema_defaulted).
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    checkpoint_every: int
+    log_every: int
+    precision: str
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -77,13 +77,9 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
 
 def _json_argument(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise TokenpruneError(f"{option} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise TokenpruneError(f"{option} must be a JSON object, got {text!r}")
-    return value
+    from tokenprune.io import json_object
+
+    return json_object(text, option)
 
 
 def _compute_idf_arguments(parser: argparse.ArgumentParser) -> None:
