@@ -12,7 +12,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from tokenprune.config import validate_config
-from tokenprune.strategies import STRATEGIES, names_pattern
+from tokenprune.strategies import STRATEGY_PATTERN
 
 min_version("9.0")
 
@@ -39,12 +39,12 @@ wildcard_constraints:
     corpus=r"[A-Za-z0-9_-]+",
     split=r"[A-Za-z0-9_-]+",
     # A trained strategy, a selection applied post hoc to an unpruned model, or the step-0 model.
-    strategy=rf"(posthoc-)?({names_pattern(STRATEGIES)})|step0",
+    strategy=rf"(posthoc-)?({STRATEGY_PATTERN})|step0",
     k=r"all|\d+",
     seed=r"\d+",
     shard=r"\d+",
     mode=r"exact|ann|bm25",
-    system=rf"bm25|[A-Za-z0-9_-]+/((posthoc-)?({names_pattern(STRATEGIES)})|step0)/k(all|\d+)/seed\d+",
+    system=rf"bm25|[A-Za-z0-9_-]+/((posthoc-)?({STRATEGY_PATTERN})|step0)/k(all|\d+)/seed\d+",
 
 
 include: "workflow/rules/common.smk"

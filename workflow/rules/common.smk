@@ -11,9 +11,9 @@ INDEXING = config["indexing"]
 REPORT = config["report"]
 CONTROLS = config["controls"]
 # Strategies trained with the selection in the loop; the step-0 model is indexed like them.
-TRAINED_STRATEGY = names_pattern(STRATEGIES)
+TRAINED_STRATEGY = STRATEGY_PATTERN
 
-from tokenprune.strategies import STRATEGIES, names_pattern
+from tokenprune.strategies import STRATEGY_PATTERN
 
 # Path templates: the rules build every path the library reads or writes.
 from tokenprune.layout import (

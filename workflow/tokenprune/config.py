@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from tokenprune.errors import TokenpruneError
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
+@functools.cache
 def load_schema() -> dict[str, Any]:
-    """The workflow's config schema (workflow/schemas/config.schema.yaml)."""
+    """The workflow's config schema (workflow/schemas/config.schema.yaml), read once per process; do not modify it."""
     if not SCHEMA_PATH.is_file():
         raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; install tokenprune from its repository (pip install -e .)")
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))

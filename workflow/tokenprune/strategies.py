@@ -16,6 +16,8 @@ STRATEGIES = ("none", "first", "idf", "unused", "attention")
 INSERTING_STRATEGIES = frozenset({"unused"})
 #: Strategies that can prune an unpruned model's vectors at indexing only.
 POSTHOC_STRATEGIES = tuple(s for s in STRATEGIES if s != "none" and s not in INSERTING_STRATEGIES)
+#: A regular expression matching exactly one strategy name (the Snakefile's wildcard patterns).
+STRATEGY_PATTERN = "|".join(STRATEGIES)
 
 
 def check_strategy_k(strategy: str, k: int | None) -> None:
@@ -33,8 +35,3 @@ def check_strategy_k(strategy: str, k: int | None) -> None:
             raise TokenpruneError(f"the baseline 'none' keeps every token; got k={k!r} (use k=all)")
     elif not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise TokenpruneError(f"strategy {strategy!r} needs a positive integer k, got {k!r}")
-
-
-def names_pattern(names: tuple[str, ...] | list[str]) -> str:
-    """A regular-expression alternative matching exactly one of ``names``."""
-    return "|".join(names)

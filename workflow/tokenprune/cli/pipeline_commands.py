@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokenprune.cli.registry import Command
 from tokenprune.errors import TokenpruneError
+from tokenprune.io import json_object
 from tokenprune.strategies import STRATEGIES
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ log = logging.getLogger("tokenprune")
 def _dataset_entry(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The dataset's config entry and the whole config, from ``--spec`` JSON or ``--config`` + ``--dataset``."""
     if args.spec:
-        return _json_argument(args.spec, "--spec"), {}
+        return json_object(args.spec, "--spec"), {}
     from tokenprune.config import load_config
 
     config = load_config(args.config)
@@ -74,12 +75,6 @@ def _prepare_data(args: argparse.Namespace) -> None:
     )
     splits = ", ".join(f"{name}: {s['queries']} queries / {s['judgments']} judgments" for name, s in stats["splits"].items())
     log.info("%s: %d documents; %s", spec.name, stats["documents"], splits)
-
-
-def _json_argument(text: str, option: str) -> dict[str, Any]:
-    from tokenprune.io import json_object
-
-    return json_object(text, option)
 
 
 def _compute_idf_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,8 +186,8 @@ def _train(args: argparse.Namespace) -> None:
     from tokenprune.training import TrainingSettings, TripleSampler, save_trained, train
 
     device = _compute_device(args)
-    settings = TrainingSettings.from_config(_json_argument(args.training_config, "--training-config"), seed=args.seed)
-    model_settings = _json_argument(args.model_config, "--model-config")
+    settings = TrainingSettings.from_config(json_object(args.training_config, "--training-config"), seed=args.seed)
+    model_settings = json_object(args.model_config, "--model-config")
     config = ColBERTConfig.from_dict({**model_settings, "strategy": args.strategy, "k": parse_k(args.k)})
     if config.strategy == "idf" and not args.idf:
         raise TokenpruneError("strategy 'idf' needs --idf (the output of 'tokenprune compute-idf')")
@@ -224,7 +219,7 @@ def _initial_model(args: argparse.Namespace) -> None:
     from tokenprune.model import ColBERT, ColBERTConfig
     from tokenprune.training import TripleSampler, initialise_model
 
-    config = ColBERTConfig.from_dict({**_json_argument(args.model_config, "--model-config"), "strategy": "none", "k": None})
+    config = ColBERTConfig.from_dict({**json_object(args.model_config, "--model-config"), "strategy": "none", "k": None})
     torch.manual_seed(args.seed)
     model = ColBERT.from_backbone(config)
     recorded = initialise_model(model, TripleSampler(args.triples, PreparedDataset(args.data), args.split, 1, args.seed))
