@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -57,6 +59,70 @@ def idf(scifact: PreparedDataset, tokenizer, tmp_path_factory) -> torch.Tensor:
     computed = compute_idf(scifact, tokenizer, path)
     assert torch.equal(load_idf(path), computed)
     return computed
+
+
+class NaiveTripleSampler:
+    """The reference: every id and every named passage's text held in Python lists and a dict."""
+
+    def __init__(self, triples: Path, dataset: PreparedDataset, split: str, batch_size: int, seed: int) -> None:
+        table = pq.read_table(triples)
+        self.query_ids = table.column("query_id").to_pylist()
+        self.positive_ids = table.column("positive_id").to_pylist()
+        self.negative_ids = table.column("negative_ids").to_pylist()
+        self.batch_size, self.seed = batch_size, seed
+        self.queries = dataset.queries(split)
+        doc_ids, texts = dataset.corpus()
+        self.passages = dict(zip(doc_ids, texts))
+
+    def batch(self, step: int) -> tuple[list[str], list[str], list[str]]:
+        rng = np.random.default_rng([self.seed, step, 1])
+        queries, positives, negatives = [], [], []
+        for index in range(step * self.batch_size, (step + 1) * self.batch_size):
+            epoch, offset = divmod(index, len(self.query_ids))
+            row = int(np.random.default_rng([self.seed, epoch]).permutation(len(self.query_ids))[offset])
+            queries.append(self.queries[self.query_ids[row]])
+            positives.append(self.passages[self.positive_ids[row]])
+            candidates = self.negative_ids[row]
+            negatives.append(self.passages[candidates[int(rng.integers(len(candidates)))]])
+        return queries, positives, negatives
+
+    def sample_passages(self, count: int) -> list[str]:
+        named = sorted(set(self.positive_ids).union(*map(set, self.negative_ids)))
+        chosen = np.random.default_rng([self.seed, 2**31]).choice(len(named), size=min(count, len(named)), replace=False)
+        return [self.passages[named[int(index)]] for index in chosen]
+
+
+def test_sampler_batches_equal_the_naive_reference(scifact: PreparedDataset, tmp_path: Path) -> None:
+    counts = mine_bm25_negatives(scifact, "train", tmp_path / "triples.parquet", negatives_per_query=5)
+    triples = tmp_path / "triples.parquet"
+    # Read 100 triples at a time, so the row lookup crosses many slices; 919 triples in steps of 32 cross epochs.
+    sampler = TripleSampler(triples, scifact, "train", 32, 7, read_rows=100)
+    reference = NaiveTripleSampler(triples, scifact, "train", 32, 7)
+    assert len(sampler) == counts["pairs"] == 919
+    assert sampler.query_rows.dtype == sampler.positive_rows.dtype == sampler.negative_rows.dtype == np.int32
+    for step in (0, 1, 28, 29, 57, 100):
+        assert sampler.batch(step) == reference.batch(step), step
+    assert sampler.sample_passages(256) == reference.sample_passages(256)
+
+
+def test_passage_store_returns_each_text_by_row(scifact: PreparedDataset) -> None:
+    store = scifact.passage_store()
+    doc_ids, texts = scifact.corpus()
+    assert len(store) == len(texts) == 5183
+    assert [store.text(row) for row in range(len(texts))] == texts
+    with pytest.raises(TokenpruneError, match="passage row 5183 is outside the corpus's 5183 passages"):
+        store.text(5183)
+
+
+def test_sampler_names_ids_absent_from_the_collection(scifact: PreparedDataset, tmp_path: Path) -> None:
+    rows = {"query_id": ["0", "nope-q"], "positive_id": ["31715818", "31715818"], "negative_ids": [["gone-1"], ["gone-2"]]}
+    pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
+    with pytest.raises(TokenpruneError, match=r"triples name 1 queries absent from split 'train', e.g. \['nope-q'\]"):
+        TripleSampler(tmp_path / "bad.parquet", scifact, "train", 2, 0)
+    rows["query_id"] = ["0", "0"]
+    pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
+    with pytest.raises(TokenpruneError, match=r"triples name 2 passages absent from the corpus, e.g. \['gone-1', 'gone-2'\]"):
+        TripleSampler(tmp_path / "bad.parquet", scifact, "train", 2, 0)
 
 
 def test_idf_table_matches_document_frequencies(idf: torch.Tensor, tokenizer) -> None:

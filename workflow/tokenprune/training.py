@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
@@ -94,10 +96,15 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> floa
 
 
 class TripleSampler:
-    """Deterministic batches of (query, positive, negative) texts.
+    """Deterministic batches of (query, positive, negative) texts, in memory bounded by the triples.
 
     Epoch ``e`` visits the (query, positive) pairs in the permutation drawn
     from ``(seed, e)``; each pair's negative is drawn from ``(seed, step)``.
+    The triples are held as NumPy row numbers (int32 into the corpus and the
+    split's queries, about 12 bytes a triple plus 4 per extra negative), and
+    passage texts are read from the data stage's memory-mapped
+    :class:`~tokenprune.data.store.PassageStore` when a batch needs them, so
+    memory does not grow with the corpus.
 
     Parameters
     ----------
@@ -107,33 +114,36 @@ class TripleSampler:
         The prepared collection holding the query and passage texts.
     batch_size, seed
         Triples per step, and the seed of every random choice.
+    read_rows
+        Triples converted to row numbers at a time while reading the file.
     """
 
-    def __init__(self, triples: str | Path, dataset: PreparedDataset, split: str, batch_size: int, seed: int) -> None:
-        table = pq.read_table(triples)
-        if table.num_rows == 0:
-            raise TokenpruneError(f"triples file {str(triples)!r} is empty")
-        self.query_ids = table.column("query_id").to_pylist()
-        self.positive_ids = table.column("positive_id").to_pylist()
-        self.negative_ids = table.column("negative_ids").to_pylist()
+    def __init__(
+        self,
+        triples: str | Path,
+        dataset: PreparedDataset,
+        split: str,
+        batch_size: int,
+        seed: int,
+        read_rows: int = 1_000_000,
+    ) -> None:
         self.batch_size = batch_size
         self.seed = seed
-        self.queries = dataset.queries(split)
-        missing = sorted(set(self.query_ids) - set(self.queries))
-        if missing:
-            raise TokenpruneError(f"triples name {len(missing)} queries absent from split {split!r}, e.g. {missing[:3]}")
-        needed = set(self.positive_ids).union(*map(set, self.negative_ids))
-        # Keep only the passages the triples use, so the corpus is streamed rather than held.
-        self.passages: dict[str, str] = {}
-        for doc_ids, texts in dataset.corpus_batches():
-            self.passages.update((d, t) for d, t in zip(doc_ids, texts, strict=True) if d in needed)
-        absent = needed - set(self.passages)
-        if absent:
-            raise TokenpruneError(f"triples name {len(absent)} passages absent from the corpus, e.g. {sorted(absent)[:3]}")
+        self._dataset = dataset
+        queries = dataset.query_table(split)
+        self._query_texts = queries.column("text").combine_chunks()
+        rows = _TripleRows(triples, queries.column("query_id"), dataset.doc_ids(), read_rows)
+        for kind, where in (("queries", f"split {split!r}"), ("passages", "the corpus")):
+            absent = rows.absent[kind]
+            if absent:
+                raise TokenpruneError(f"triples name {len(absent)} {kind} absent from {where}, e.g. {sorted(absent)[:3]}")
+        self.query_rows, self.positive_rows = rows.queries, rows.positives
+        self.negative_rows, self.negative_offsets = rows.negatives, rows.negative_offsets
+        self._passages = dataset.passage_store()
         self._permutations: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.query_ids)
+        return len(self.query_rows)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._permutations:
@@ -147,18 +157,49 @@ class TripleSampler:
         for index in range(step * self.batch_size, (step + 1) * self.batch_size):
             epoch, offset = divmod(index, len(self))
             row = int(self._permutation(epoch)[offset])
-            queries.append(self.queries[self.query_ids[row]])
-            positives.append(self.passages[self.positive_ids[row]])
-            candidates = self.negative_ids[row]
-            negatives.append(self.passages[candidates[int(rng.integers(len(candidates)))]])
+            queries.append(self._query_texts[int(self.query_rows[row])].as_py())
+            positives.append(self._passages.text(int(self.positive_rows[row])))
+            first, end = int(self.negative_offsets[row]), int(self.negative_offsets[row + 1])
+            negatives.append(self._passages.text(int(self.negative_rows[first + int(rng.integers(end - first))])))
         return queries, positives, negatives
 
     def sample_passages(self, count: int) -> list[str]:
-        """Up to ``count`` distinct passages, for initialising the projection."""
+        """Up to ``count`` distinct passages the triples name, for initialising the projection."""
         rng = np.random.default_rng([self.seed, 2**31])
-        ids = sorted(self.passages)
-        chosen = rng.choice(len(ids), size=min(count, len(ids)), replace=False)
-        return [self.passages[ids[int(index)]] for index in chosen]
+        named = np.unique(np.concatenate([self.positive_rows, self.negative_rows]))
+        # In the order of their ids, so the sample does not depend on the corpus order.
+        by_id = named[pc.sort_indices(self._dataset.doc_ids().take(pa.array(named))).to_numpy()]
+        chosen = rng.choice(len(by_id), size=min(count, len(by_id)), replace=False)
+        return [self._passages.text(int(by_id[int(index)])) for index in chosen]
+
+
+class _TripleRows:
+    """The triples file as row numbers: read in slices, each slice's ids looked up by Arrow's hash join."""
+
+    def __init__(self, triples: str | Path, query_ids: pa.ChunkedArray, doc_ids: pa.ChunkedArray, read_rows: int):
+        queries, positives, negatives, counts = [], [], [], []
+        self.absent: dict[str, set[str]] = {"queries": set(), "passages": set()}
+        file = pq.ParquetFile(triples)
+        if file.metadata.num_rows == 0:
+            raise TokenpruneError(f"triples file {str(triples)!r} is empty")
+        query_ids, doc_ids = query_ids.combine_chunks(), doc_ids.combine_chunks()
+        for part in file.iter_batches(batch_size=read_rows, columns=["query_id", "positive_id", "negative_ids"]):
+            negative_lists = part.column("negative_ids")
+            queries.append(self._rows(part.column("query_id"), query_ids, "queries"))
+            positives.append(self._rows(part.column("positive_id"), doc_ids, "passages"))
+            negatives.append(self._rows(negative_lists.flatten(), doc_ids, "passages"))
+            counts.append(pc.list_value_length(negative_lists).to_numpy(zero_copy_only=False))
+        self.queries = np.concatenate(queries)
+        self.positives = np.concatenate(positives)
+        self.negatives = np.concatenate(negatives)
+        self.negative_offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts), dtype=np.int64)])
+
+    def _rows(self, ids: pa.Array, known: pa.Array, kind: str) -> np.ndarray:
+        rows = pc.index_in(ids, value_set=known)
+        if rows.null_count:
+            self.absent[kind].update(ids.filter(rows.is_null()).to_pylist())
+            rows = rows.fill_null(0)
+        return rows.to_numpy(zero_copy_only=False).astype(np.int32)
 
 
 def contrastive_loss(model: ColBERT, queries: list[str], positives: list[str], negatives: list[str]) -> torch.Tensor:

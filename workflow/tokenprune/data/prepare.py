@@ -3,6 +3,8 @@
 Output folder layout::
 
     corpus.parquet            doc_id, text        (written in batches)
+    passages.bin              the corpus texts, UTF-8, one after the other
+    passages.offsets          little-endian int64: passage i is bytes [o[i], o[i+1]) of passages.bin
     queries/<split>.parquet   query_id, text
     qrels/<split>.txt         TREC qrels: query_id 0 doc_id gain
     stats.json                counts and token-length statistics
@@ -19,11 +21,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenprune.backbone import token_lengths
 from tokenprune.data.records import CollectionSource, Document
+from tokenprune.data.store import PASSAGE_OFFSETS, PASSAGE_TEXTS
 from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
@@ -48,19 +52,34 @@ def _length_summary(lengths: list[int], max_length: int | None) -> dict[str, Any
 
 
 def _write_corpus(
-    source: CollectionSource, path: Path, tokenizer: Any, batch_size: int
+    source: CollectionSource, folder: Path, tokenizer: Any, batch_size: int
 ) -> tuple[set[str], list[int], list[str]]:
-    """Stream documents to parquet, batch by batch; return ids, token lengths and the ids of empty documents."""
+    """Stream documents to parquet and to the passage store, batch by batch.
+
+    Returns the ids, the token lengths and the ids of empty documents.
+    """
     seen: set[str] = set()
     lengths: list[int] = []
     empty: list[str] = []
     batch: list[Document] = []
-    with pq.ParquetWriter(path, CORPUS_SCHEMA, compression="zstd") as writer:
+    stored_bytes = 0
+    with (
+        pq.ParquetWriter(folder / "corpus.parquet", CORPUS_SCHEMA, compression="zstd") as writer,
+        open(folder / PASSAGE_TEXTS, "wb") as texts,
+        open(folder / PASSAGE_OFFSETS, "wb") as offsets,
+    ):
+        offsets.write(np.zeros(1, dtype="<i8").tobytes())
 
         def flush() -> None:
+            nonlocal stored_bytes
             writer.write_batch(
                 pa.record_batch([[d.doc_id for d in batch], [d.text for d in batch]], schema=CORPUS_SCHEMA)
             )
+            encoded = [d.text.encode("utf-8") for d in batch]
+            texts.write(b"".join(encoded))
+            ends = stored_bytes + np.cumsum([len(text) for text in encoded], dtype="<i8")
+            offsets.write(ends.astype("<i8").tobytes())
+            stored_bytes = int(ends[-1])
             lengths.extend(token_lengths(tokenizer, [d.text for d in batch]))
             batch.clear()
 
@@ -120,9 +139,7 @@ def prepare_dataset(
     with atomic_directory(output_dir) as staging:
         (staging / "queries").mkdir()
         (staging / "qrels").mkdir()
-        doc_ids, passage_lengths, empty_documents = _write_corpus(
-            source, staging / "corpus.parquet", tokenizer, batch_size
-        )
+        doc_ids, passage_lengths, empty_documents = _write_corpus(source, staging, tokenizer, batch_size)
         if empty_documents:
             # Kept, not refused: real collections (BEIR among them) hold a few.
             log.warning(

@@ -8,9 +8,51 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenprune.errors import TokenpruneError
+
+# The passage store the data stage writes next to corpus.parquet (see tokenprune.data.prepare).
+PASSAGE_TEXTS = "passages.bin"
+PASSAGE_OFFSETS = "passages.offsets"
+
+
+class PassageStore:
+    """Corpus texts by row number, read from a memory map: nothing is held in RAM.
+
+    Training draws passages from anywhere in the corpus (MS MARCO: 8.8M);
+    a dict of the texts would hold most of them as Python strings.
+
+    Parameters
+    ----------
+    folder
+        A prepared dataset folder holding ``passages.bin`` and ``passages.offsets``.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        for name in (PASSAGE_TEXTS, PASSAGE_OFFSETS):
+            if not (folder / name).is_file():
+                raise TokenpruneError(
+                    f"{str(folder)!r} has no passage store ({name}): it was prepared by an older "
+                    "tokenprune; rerun 'tokenprune prepare-data' for it"
+                )
+        self._offsets = np.memmap(folder / PASSAGE_OFFSETS, dtype="<i8", mode="r")
+        size = (folder / PASSAGE_TEXTS).stat().st_size
+        # np.memmap refuses an empty file (a corpus whose every text is empty).
+        self._texts = np.memmap(folder / PASSAGE_TEXTS, dtype=np.uint8, mode="r") if size else np.empty(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def text(self, row: int) -> str:
+        """The text of the passage in corpus row ``row``."""
+        if not 0 <= row < len(self):
+            raise TokenpruneError(f"passage row {row} is outside the corpus's {len(self)} passages")
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        return self._texts[start:end].tobytes().decode("utf-8")
 
 
 class PreparedDataset:
@@ -96,6 +138,18 @@ class PreparedDataset:
         if pending_ids:
             yield pending_ids, pending_texts
 
+    def passage_store(self) -> PassageStore:
+        """Random access to the corpus texts by row (see :class:`PassageStore`)."""
+        return PassageStore(self.folder)
+
+    def doc_ids(self) -> pa.ChunkedArray:
+        """The document ids in corpus order, as one Arrow column (compact, unlike a list of str)."""
+        return pq.read_table(self.folder / "corpus.parquet", columns=["doc_id"]).column("doc_id")
+
+    def query_table(self, split: str) -> pa.Table:
+        """``query_id`` and ``text`` of one split, as an Arrow table."""
+        return pq.read_table(self._split_file("queries", split, ".parquet"))
+
     def corpus(self) -> tuple[list[str], list[str]]:
         """The whole corpus as ``(doc_ids, texts)``; for collections that fit in memory."""
         table = pq.read_table(self.folder / "corpus.parquet")
@@ -103,7 +157,7 @@ class PreparedDataset:
 
     def queries(self, split: str) -> dict[str, str]:
         """Query id to text for one split."""
-        table = pq.read_table(self._split_file("queries", split, ".parquet"))
+        table = self.query_table(split)
         return dict(zip(table.column("query_id").to_pylist(), table.column("text").to_pylist(), strict=True))
 
     def qrels_path(self, split: str) -> Path:
