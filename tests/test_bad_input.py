@@ -11,7 +11,8 @@ import pytest
 
 from tokenprune.cli import main
 from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
-from tokenprune.data.sources import open_collection
+from tokenprune.data.sources import irds_stream, open_collection
+from tokenprune.errors import TokenpruneError
 from tokenprune.index import build_index
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.negatives import mine_bm25_negatives
@@ -178,4 +179,23 @@ def test_corrupted_checkpoint(workspace, tmp_path, capsys) -> None:
     fails_cleanly(
         train_argv(workspace, output, "--strategy", "first", "--k", "4", "--model-config", '{"dim": 16, "passage_max_length": 32}'),
         f"checkpoint '{checkpoints / 'last.pt'}' is corrupted", output, capsys,
+    )
+
+
+def test_failed_ir_datasets_download_names_the_dataset_and_the_way_out(monkeypatch) -> None:
+    import requests
+
+    def unreachable():
+        yield "first item"
+        raise requests.exceptions.ConnectionError("Max retries exceeded with url: /msmarcoranking/collection.tar.gz")
+
+    monkeypatch.setenv("IR_DATASETS_HOME", "/data/irds")
+    items = irds_stream(unreachable(), "msmarco-passage")
+    assert next(items) == "first item"
+    with pytest.raises(TokenpruneError) as raised:
+        next(items)
+    assert str(raised.value) == (
+        "ir_datasets could not fetch a file of 'msmarco-passage' (ConnectionError: Max retries exceeded with url: "
+        "/msmarcoranking/collection.tar.gz); without network access, put the files it downloads in an offline "
+        "folder (README, 'Offline data') or in its cache under '/data/irds'"
     )

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenprune.data import PreparedDataset
+from tokenprune.data.sources import irds_stream
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 
@@ -107,7 +108,7 @@ def docpairs_to_triples(irds_id: str, output: str | Path, batch_size: int = 100_
     written = 0
     with atomic_file(output) as tmp, pq.ParquetWriter(tmp, TRIPLES_SCHEMA) as writer:
         rows: dict[str, list] = {"query_id": [], "positive_id": [], "negative_ids": []}
-        for pair in dataset.docpairs_iter():
+        for pair in irds_stream(dataset.docpairs_iter(), irds_id):
             rows["query_id"].append(str(pair.query_id))
             rows["positive_id"].append(str(pair.doc_id_a))
             rows["negative_ids"].append([str(pair.doc_id_b)])

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,23 @@ from tokenprune.io import iter_jsonl
 log = logging.getLogger(__name__)
 
 OFFLINE_DATA_ENV = "TOKENPRUNE_DATA_DIR"
+
+
+def irds_stream(items: Iterable[Any], irds_id: str) -> Iterator[Any]:
+    """``items`` of an ir_datasets iterator, with a failed download turned into an actionable error.
+
+    ir_datasets fetches files lazily, on the first item, and reports a
+    failure as a network traceback from deep inside requests.
+    """
+    try:
+        yield from items
+    except OSError as error:  # requests' errors are OSErrors, as are ir_datasets' own download errors
+        home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
+        raise TokenpruneError(
+            f"ir_datasets could not fetch a file of {irds_id!r} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:160]}); without network access, put the files it downloads in an "
+            f"offline folder (README, 'Offline data') or in its cache under {home!r}"
+        ) from None
 
 
 class BeirFolder:
@@ -108,16 +125,16 @@ class IrdsCollection:
                 )
 
     def documents(self) -> Iterator[Document]:
-        for document in self._datasets["documents"].docs_iter():
+        for document in irds_stream(self._datasets["documents"].docs_iter(), self.spec.irds_id):
             yield Document(str(document.doc_id), join_fields(document, self.spec.document_fields))
 
     def queries(self, split: str) -> Iterator[Query]:
-        for query in self._datasets[split].queries_iter():
+        for query in irds_stream(self._datasets[split].queries_iter(), self.spec.splits[split]):
             text = getattr(query, "text", None)
             yield Query(str(query.query_id), " ".join(str(text if text is not None else query.default_text()).split()))
 
     def judgments(self, split: str) -> Iterator[Judgment]:
-        for qrel in self._datasets[split].qrels_iter():
+        for qrel in irds_stream(self._datasets[split].qrels_iter(), self.spec.splits[split]):
             yield Judgment(str(qrel.query_id), str(qrel.doc_id), int(qrel.relevance))
 
 
