@@ -14,7 +14,7 @@ from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import open_collection
 from tokenprune.evaluation import evaluate_run, parse_measures
 from tokenprune.errors import TokenpruneError
-from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes
+from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes, write_vectors_index
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.selection import make_selector
 from tokenprune import search as search_module
@@ -296,3 +296,54 @@ def test_negative_audit_equals_scoring_each_pair_with_the_model(indexes, corpus)
     assert table["rank"].tolist() == list(range(1, 7))
     assert table["queries"].tolist() == [2] * 6
     assert table["suspect_share"].tolist() == [sum(flags) / 2 for _, flags in sorted(suspects.items())]
+
+
+def random_documents(documents: int, dim: int, seed: int, max_vectors: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((int(n), dim)).astype(np.float16) for n in rng.integers(0, max_vectors, documents)]
+
+
+def test_given_vectors_index_round_trips_and_reads_rows_like_the_memory_map(tmp_path) -> None:
+    documents = random_documents(40, 8, seed=5)
+    ids = [f"d{i}" for i in range(40)]
+    chunks = [(ids[:25], documents[:25]), (ids[25:], documents[25:])]
+    stats = write_vectors_index(tmp_path / "index", chunks, dim=8, strategy="first", k=11)
+    index = PrunedIndex(tmp_path / "index")
+    assert index.doc_ids == ids and stats["vectors"] == sum(map(len, documents)) == len(index.vectors)
+    assert stats["strategy"] == "first" and stats["k"] == 11 and stats["selection"] == "given vectors"
+    for d in (0, 17, 39):
+        assert np.array_equal(index.vectors[index.offsets[d] : index.offsets[d + 1]], documents[d])
+    total = len(index.vectors)
+    for start, stop in ((0, total), (3, 3), (5, 77), (total - 1, total)):
+        assert np.array_equal(index.read_vectors(start, stop), np.asarray(index.vectors[start:stop]))
+    with pytest.raises(TokenpruneError, match=r"document vectors must be \[n, 8\], got shape \[3, 4\]"):
+        write_vectors_index(tmp_path / "bad", [(["x"], [np.zeros((3, 4))])], dim=8)
+
+
+PEAK_RSS_OF_A_SCAN = """
+import resource, sys, torch
+from tokenprune.index import PrunedIndex
+from tokenprune.search import exact_search
+torch.set_num_threads(1)
+index = PrunedIndex(sys.argv[1])
+queries = torch.ones(1, 4, index.stats["dim"])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+exact_search(queries, torch.ones(1, 4, dtype=torch.bool), index, depth=10, chunk_vectors=65536)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_exact_search_streams_an_index_without_holding_it(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    # 400 MiB of vectors (1.6M of dimension 128): a scan that kept what it touched would grow by that much.
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((1000, 128)).astype(np.float16)
+    chunks = ((list(map(str, range(c * 1000, (c + 1) * 1000))), np.split(np.tile(block, (16, 1)), 1000)) for c in range(100))
+    stats = write_vectors_index(tmp_path / "index", chunks, dim=128)
+    assert stats["bytes"]["vectors.f16"] == 1_600_000 * 128 * 2
+    growth_kib = int(subprocess.run([sys.executable, "-c", PEAK_RSS_OF_A_SCAN, str(tmp_path / "index")],
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    # One chunk of 65,536 vectors is 16 MiB in fp16 and 32 MiB in fp32, plus the scores: well under 100 MiB.
+    assert growth_kib < 100 * 1024, f"peak RSS grew by {growth_kib / 1024:.0f} MiB while scanning a 400 MiB index"

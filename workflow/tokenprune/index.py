@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property
@@ -226,6 +226,52 @@ class _IndexWriter:
     def close(self) -> None:
         for handle in (self.vectors, self.doc_ids, self.tokens, self.positions):
             handle.close()
+
+
+def write_vectors_index(
+    output: str | Path,
+    chunks: Iterable[tuple[list[str], list[np.ndarray]]],
+    *,
+    dim: int,
+    strategy: str = "none",
+    k: int | None = None,
+    unpruned_tokens: int | None = None,
+) -> dict[str, Any]:
+    """An index of vectors computed elsewhere, in the format :func:`build_index` writes.
+
+    For vectors no model of this library encoded: generated ones in the
+    scale benchmark (benchmarks/scale.py), or another system's. Token ids
+    are stored as 0 and positions as 0, 1, ... per document.
+
+    Parameters
+    ----------
+    output
+        Index folder, written atomically.
+    chunks
+        ``(doc_ids, vectors)`` pairs, one ``[n, dim]`` array per document.
+    dim, strategy, k
+        Recorded in ``index_stats.json``.
+    unpruned_tokens
+        Token count the ``percent_tokens_kept`` refers to (default: the vectors written).
+    """
+    with atomic_directory(output) as staging:
+        writer = _IndexWriter(staging)
+        for doc_ids, vectors in chunks:
+            rows = []
+            for doc_vectors in vectors:
+                if doc_vectors.ndim != 2 or doc_vectors.shape[1] != dim:
+                    raise TokenpruneError(f"document vectors must be [n, {dim}], got shape {list(doc_vectors.shape)}")
+                count = len(doc_vectors)
+                rows.append((doc_vectors.astype(np.float16), np.zeros(count, np.int32), np.arange(count, dtype=np.int16)))
+            writer.write_chunk(doc_ids, rows)
+        writer.close()
+        np.save(staging / "offsets.npy", boundaries(writer.per_document))
+        component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
+        total = int(np.sum(writer.per_document, dtype=np.int64))
+        stats = _index_stats({"strategy": strategy, "k": k, "dim": dim}, writer.per_document, unpruned_tokens or total, component_bytes)
+        stats["selection"] = "given vectors"
+        write_json(staging / STATS_FILE, stats)
+    return stats
 
 
 def _kept_rows(
@@ -522,6 +568,32 @@ class PrunedIndex:
             for path, shard in zip(self.component_files("vectors.f16"), self.manifest["shards"], strict=True)
         ]
         return parts[0] if len(parts) == 1 else ConcatenatedVectors(parts)
+
+    @cached_property
+    def vector_starts(self) -> np.ndarray:
+        """Vector-row boundaries of the shards: shard ``s`` holds rows ``[b[s], b[s+1])``."""
+        return boundaries([shard["vectors"] for shard in self.manifest["shards"]])
+
+    def read_vectors(self, start: int, stop: int) -> np.ndarray:
+        """Vector rows ``[start, stop)``, read from the files into a new ``[rows, dim]`` float16 array.
+
+        A slice of :attr:`vectors` would leave the pages it touched mapped
+        into the process, so a scan of the whole index would end with the
+        whole index in its resident memory. Read this way, a scan holds only
+        the rows in hand, whatever the index's size (the page cache is the
+        kernel's, and it gives it back under pressure).
+        """
+        dim = self.stats["dim"]
+        pieces = []
+        shards = zip(self.component_files("vectors.f16"), self.vector_starts[:-1], self.vector_starts[1:], strict=True)
+        for path, low, high in shards:
+            first, last = max(start, int(low)), min(stop, int(high))
+            if first < last:
+                rows = np.fromfile(path, dtype=np.float16, count=(last - first) * dim, offset=(first - int(low)) * dim * 2)
+                pieces.append(rows.reshape(last - first, dim))
+        if not pieces:
+            return np.zeros((0, dim), dtype=np.float16)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def document_chunks(self, chunk_vectors: int) -> Iterator[tuple[int, int]]:
         """Consecutive document ranges ``[first, last)`` of about ``chunk_vectors`` vectors each.

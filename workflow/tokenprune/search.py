@@ -176,7 +176,8 @@ def exact_search(
     # Whole documents per chunk, never across a shard: each chunk is one slice of one memory-mapped file.
     for first, last in index.document_chunks(chunk_vectors):
         start, stop = int(offsets[first]), int(offsets[last])
-        vectors = torch.from_numpy(np.array(index.vectors[start:stop])).to(device).to(dtype)
+        # Read, not sliced from the memory map: memory stays that of one chunk however large the index.
+        vectors = torch.from_numpy(index.read_vectors(start, stop)).to(device).to(dtype)
         lengths = torch.from_numpy(np.diff(offsets[first : last + 1])).to(device)
         if not pending:
             pending_first = first
@@ -232,7 +233,7 @@ def build_ann_index(
     ann.train(np.asarray(index.vectors[sample], dtype=np.float32))
     # Added shard by shard, in vector order, so faiss ids are the index's global vector rows.
     for first, last in index.document_chunks(1 << 20):
-        ann.add(np.asarray(index.vectors[int(index.offsets[first]) : int(index.offsets[last])], dtype=np.float32))
+        ann.add(index.read_vectors(int(index.offsets[first]), int(index.offsets[last])).astype(np.float32))
     return ann
 
 
