@@ -19,7 +19,8 @@ fresh process so its peak RSS is its own:
   the exact top 10 of the same queries. Skipped above ``--ann-max-vectors``.
 - **sampler**: the training sampler over a triples file of
   ``--triples-rows`` rows naming passages of the corpus (peak RSS of building
-  it and drawing 200 batches), once per size: it must not grow with the corpus.
+  it and drawing 200 batches, in a process that did not write the data),
+  once per size: it must not grow with the corpus.
 
 Vectors are drawn around 4,096 random unit centres (noise 0.35, then
 normalised), so that ANN lists and PQ codes behave as on clustered real
@@ -136,20 +137,17 @@ def stage_ann(args: dict[str, Any]) -> dict[str, Any]:
             "recall_at_10": float(recall), "nlist": int(ann.nlist)}  # fmt: skip
 
 
-def stage_sampler(args: dict[str, Any]) -> dict[str, Any]:
-    """Peak RSS of the training sampler over ``triples_rows`` triples drawn from a corpus of ``passages``."""
+def stage_sampler_data(args: dict[str, Any]) -> dict[str, Any]:
+    """A prepared dataset of ``passages`` synthetic passages and a triples file of ``triples_rows`` rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tokenprune.data import PreparedDataset
     from tokenprune.data.store import PASSAGE_OFFSETS, PASSAGE_TEXTS
-    from tokenprune.training import TripleSampler
 
     folder, passages, rows = Path(args["data"]), args["passages"], args["triples_rows"]
-    # A prepared dataset written directly: ids "p<row>", texts of about 60 words, 100k queries.
+    # Written directly, in the data stage's layout: ids "p<row>", texts of 60 words, 100k queries.
     (folder / "queries").mkdir(parents=True)
-    text = " ".join(["passage text"] * 30)
-    encoded = text.encode()
+    encoded = " ".join(["passage text"] * 30).encode()
     with open(folder / PASSAGE_TEXTS, "wb") as texts:
         for first in range(0, passages, 100_000):
             texts.write(encoded * min(100_000, passages - first))
@@ -157,14 +155,14 @@ def stage_sampler(args: dict[str, Any]) -> dict[str, Any]:
     with pq.ParquetWriter(folder / "corpus.parquet", pa.schema([("doc_id", pa.string()), ("text", pa.string())])) as corpus:
         for first in range(0, passages, 100_000):
             ids = [f"p{row}" for row in range(first, min(passages, first + 100_000))]
-            corpus.write_table(pa.table({"doc_id": ids, "text": [text] * len(ids)}))
+            corpus.write_table(pa.table({"doc_id": ids, "text": [encoded.decode()] * len(ids)}))
     query_count = 100_000
     pq.write_table(pa.table({"query_id": [f"q{q}" for q in range(query_count)], "text": ["a query"] * query_count}),
                    folder / "queries" / "train.parquet")  # fmt: skip
     (folder / "stats.json").write_text(json.dumps({"dataset": "synthetic", "documents": passages, "splits": {"train": {}}}))
     rng = np.random.default_rng(args["seed"])
-    with pq.ParquetWriter(folder / "triples.parquet", pa.schema([("query_id", pa.string()), ("positive_id", pa.string()),
-                                                                  ("negative_ids", pa.list_(pa.string()))])) as triples:  # fmt: skip
+    schema = pa.schema([("query_id", pa.string()), ("positive_id", pa.string()), ("negative_ids", pa.list_(pa.string()))])
+    with pq.ParquetWriter(folder / "triples.parquet", schema) as triples:
         for first in range(0, rows, 500_000):
             count = min(500_000, rows - first)
             picked = rng.integers(0, passages, (count, 2))
@@ -172,17 +170,25 @@ def stage_sampler(args: dict[str, Any]) -> dict[str, Any]:
                 "query_id": [f"q{q}" for q in rng.integers(0, query_count, count)],
                 "positive_id": [f"p{p}" for p in picked[:, 0]],
                 "negative_ids": [[f"p{n}"] for n in picked[:, 1]],
-            }))  # fmt: skip
+            }, schema=schema))  # fmt: skip
+    return {"triples_bytes": (folder / "triples.parquet").stat().st_size}
+
+
+def stage_sampler(args: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS of building the training sampler and drawing 200 batches of 32, in a process that did nothing else."""
+    from tokenprune.data import PreparedDataset
+    from tokenprune.training import TripleSampler
+
     before = peak_rss_mib()
     started = time.perf_counter()
-    sampler = TripleSampler(folder / "triples.parquet", PreparedDataset(folder), "train", 32, args["seed"])
+    sampler = TripleSampler(Path(args["data"]) / "triples.parquet", PreparedDataset(args["data"]), "train", 32, args["seed"])
     built = time.perf_counter() - started
     for step in range(200):
         sampler.batch(step)
-    return {"build_seconds": built, "peak_rss_mib": peak_rss_mib(), "rss_before_mib": before, "triples": len(sampler)}
+    return {"build_seconds": built, "peak_rss_mib": peak_rss_mib(), "rss_after_imports_mib": before, "triples": len(sampler)}
 
 
-STAGES = {"write": stage_write, "exact": stage_exact, "ann": stage_ann, "sampler": stage_sampler}
+STAGES = {"write": stage_write, "exact": stage_exact, "ann": stage_ann, "sampler_data": stage_sampler_data, "sampler": stage_sampler}
 
 
 def run_stage(stage: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +201,7 @@ def run_stage(stage: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def measure_size(passages: int, options: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     rows = []
-    for name, k in SELECTIONS.items():
+    for name, k in SELECTIONS.items() if options.measure in ("all", "indexes") else ():
         index = work / f"{passages}_{name}"
         common = {"passages": passages, "seed": options.seed, "index": str(index), "queries": options.queries,
                   "top10": str(work / f"{passages}_{name}_top10.npy")}  # fmt: skip
@@ -207,8 +213,11 @@ def measure_size(passages: int, options: argparse.Namespace, work: Path) -> list
         print(json.dumps(row), flush=True)
         rows.append(row)
         shutil.rmtree(index)
-    sampler = run_stage("sampler", {"passages": passages, "triples_rows": options.triples_rows, "seed": options.seed,
-                                    "data": str(work / f"{passages}_data")})  # fmt: skip
+    if options.measure == "indexes":
+        return rows
+    data = {"passages": passages, "triples_rows": options.triples_rows, "seed": options.seed, "data": str(work / f"{passages}_data")}
+    run_stage("sampler_data", data)
+    sampler = run_stage("sampler", data)
     print(json.dumps({"passages": passages, "sampler": sampler}), flush=True)
     shutil.rmtree(work / f"{passages}_data")
     rows.append({"passages": passages, "index": "sampler", "sampler": sampler})
@@ -264,6 +273,7 @@ def main() -> None:
     parser.add_argument("--triples-rows", type=int, default=1_000_000)
     parser.add_argument("--ann-max-vectors", type=int, default=20_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measure", choices=["all", "indexes", "sampler"], default="all")
     parser.add_argument("--work-dir", type=Path, default=None, help="Where the indexes are written (default: a temporary folder).")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/scale.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/scale.png"))
@@ -285,7 +295,8 @@ def main() -> None:
     }  # fmt: skip
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(result, indent=1, default=str))
-    plot([row for row in rows if row["index"] in SELECTIONS], options.plot)
+    if any(row["index"] in SELECTIONS for row in rows):
+        plot([row for row in rows if row["index"] in SELECTIONS], options.plot)
     print(json.dumps(result["slopes"], indent=1))
 
 
