@@ -9,6 +9,8 @@ so no Python loop runs per document and memory stays bounded by the chunk size.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +31,28 @@ log = logging.getLogger(__name__)
 
 # Query-document scores held before a top-k merge (float32: 256 MiB).
 SCORE_BUFFER = 1 << 26
+# glibc's mallopt parameter number of M_MMAP_THRESHOLD (malloc.h), and the threshold it starts with.
+_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_MMAP_THRESHOLD = -3, 128 * 1024
+
+
+@functools.cache
+def fix_malloc_mmap_threshold() -> bool:
+    """Stop glibc from retaining a scan's freed chunk buffers on the heap; True where it applied.
+
+    glibc's malloc raises its mmap threshold each time a large block is freed,
+    so the next buffers of that size come from the heap instead. A scan
+    allocates buffers of a few MiB, each chunk a different size (documents
+    are padded per chunk), and the heap fragments and keeps growing: 577 MiB
+    of peak RSS over a 400 MiB index with 16 queries. Setting the threshold
+    explicitly turns that adjustment off, so the buffers go back to the
+    kernel when freed (45 MiB over the same scan; tests/test_search.py).
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_MMAP_THRESHOLD))
 
 
 @dataclass
@@ -158,6 +182,7 @@ def exact_search(
     """
     device = queries.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    fix_malloc_mmap_threshold()
     if chunk_vectors is None:
         chunk_vectors = 65536 if device.type == "cuda" else 2048
     offsets = index.offsets
