@@ -241,7 +241,14 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
         tmp_path / "attention10": make_selector("attention", 10),
         tmp_path / "idf10": make_selector("idf", 10, idf=idf),
     }
-    all_stats = build_posthoc_indexes(small_model(), corpus, selections, batch_size=5, chunk_documents=16, precision="fp32")
+    all_stats = build_posthoc_indexes(
+        small_model(), corpus, selections, own_index=tmp_path / "none", batch_size=5, chunk_documents=16, precision="fp32"
+    )
+    # The model's own index, written from the same pass, is the one the index stage writes on its own.
+    own_stats, all_stats = all_stats[0], all_stats[1:]
+    assert own_stats == indexes["none"].stats
+    for name in ("vectors.f16", "offsets.npy", "token_ids.i32", "positions.i16", "doc_ids.txt", "index_stats.json"):
+        assert (tmp_path / "none" / name).read_bytes() == (indexes["none"].folder / name).read_bytes(), name
     # The reference: a model of each strategy with the very same weights (small_model seeds them), indexed alone.
     torch.manual_seed(0)
     reference = ColBERT.from_backbone(ColBERTConfig(strategy="idf", k=10, dim=16, passage_max_length=48), idf=idf)

@@ -44,14 +44,15 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
     )
     # 2 collections; baseline once + 4 strategies x 2 k = 9 trained models, plus the untrained backbone and the
     # step-0 model: 11 models indexed and searched on 2 evaluation sets. The trained baseline and the untrained
-    # backbone are pruned post hoc (first, idf, attention at k 10 and 50) in one encoding pass per collection:
-    # 2 x 6 more systems searched. BM25 on each set; every run evaluated. IDF of the training collection.
+    # backbone are pruned post hoc (first, idf, attention at k 10 and 50) in one encoding pass per collection,
+    # which also writes their own unpruned index (so 9 index jobs per collection, not 11): 2 x 6 more systems
+    # searched. BM25 on each set; every run evaluated. IDF of the training collection.
     assert jobs == {
         "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9, "initial_model": 1,
-        "untrained_backbone": 1, "index": 22, "posthoc_index": 4, "retrieve": 22 + 24, "bm25": 2,
+        "untrained_backbone": 1, "index": 18, "posthoc_index": 4, "retrieve": 22 + 24, "bm25": 2,
         "evaluate": 22 + 24 + 2,
         # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection.
-        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 151,
+        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 147,
     }  # fmt: skip
 
 
@@ -81,13 +82,13 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
     # 9 models trained on MS MARCO (baseline + 4 strategies x k in {10, 50}), the step-0 model and the untrained
     # backbone, plus 12 post-hoc systems (first, idf, attention x 2 k, on the baseline and the untrained backbone),
     # searched on 11 evaluation sets (dev, DL19, DL20, 8 BEIR) in 2 modes (exact, ANN). MS MARCO's 11 model
-    # indexes are encoded in 16 shards each and its post-hoc ones in 16 shard jobs per base model; the 8 BEIR
-    # corpora in one job each. 3 measures per set, each its own trade-off figure.
+    # indexes are encoded in 16 shards each and its post-hoc ones (with the two base models' own) in 16 shard
+    # jobs per base model; the 8 BEIR corpora in one job each. 3 measures per set, each its own trade-off figure.
     systems = 11 + 12
     assert jobs == {
         "prepare_data": 9, "compute_idf": 1, "mine_negatives": 1, "train": 9, "initial_model": 1,
-        "untrained_backbone": 1, "index_shard": 11 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
-        "index": 11 * 8, "posthoc_index": 2 * 8, "ann_index": systems * 9, "retrieve": systems * 11 * 2, "bm25": 11,
+        "untrained_backbone": 1, "index_shard": 9 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
+        "index": 9 * 8, "posthoc_index": 2 * 8, "ann_index": systems * 9, "retrieve": systems * 11 * 2, "bm25": 11,
         "evaluate": systems * 11 * 2 + 11, "summarize": 11 * 2, "plot_tradeoff": 11 * 2 * 3, "token_diagnostics": 9,
         "plot_training": 1, "all": 1,
     }  # fmt: skip
@@ -101,9 +102,9 @@ def test_sharded_indexing_dag(tmp_path: Path) -> None:
     overrides = tmp_path / "shards.yaml"
     overrides.write_text("indexing: {shards: 3}\n")
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
-    # 11 models x 2 collections, each index in 3 shard jobs and a merge; 2 post-hoc bases x 2 collections in
-    # 3 shard jobs, each of the 6 selections merged.
-    assert jobs["index_shard"] == 66 and jobs["posthoc_index_shard"] == 12
+    # 9 models x 2 collections, each index in 3 shard jobs and a merge; 2 post-hoc bases x 2 collections in
+    # 3 shard jobs, each of the 6 selections and the base's own index merged.
+    assert jobs["index_shard"] == 54 and jobs["posthoc_index_shard"] == 12
     assert jobs["merge_index"] == 22 + 24 and not {"index", "posthoc_index"} & set(jobs)
 
 
@@ -112,7 +113,9 @@ def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
     assert jobs["import_model"] == 9
     assert not {"train", "mine_negatives", "initial_model"} & set(jobs)
     # IDF comes from each searched collection (indexing.idf_source: indexed), never the training one.
-    assert jobs["index"] == 10 * 8 and jobs["prepare_data"] == 8 and jobs["compute_idf"] == 8
+    # 10 models (9 imported, the untrained backbone) on 8 collections; the 2 unpruned ones from their post-hoc pass.
+    assert jobs["index"] == 8 * 8 and jobs["posthoc_index"] == 2 * 8
+    assert jobs["prepare_data"] == 8 and jobs["compute_idf"] == 8
 
 
 def test_dry_run_through_the_python_api(tmp_path: Path) -> None:
@@ -191,6 +194,10 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     merged = indexes / "tiny" / "first" / "k4" / "seed1" / "tiny"
     manifest = json.loads((merged / "manifest.json").read_text())
     assert [shard["documents"] for shard in manifest["shards"]] == [8, 8]
+    # The baseline's own index comes from its post-hoc pass, shard by shard, not from an encoding pass of its own.
+    own = json.loads((indexes / "tiny" / "none" / "kall" / "seed1" / "tiny" / "manifest.json").read_text())
+    assert [shard["documents"] for shard in own["shards"]] == [8, 8]
+    assert not (tmp_path / "logs" / "index" / "tiny" / "none").exists()
     assert not list(indexes.rglob("*.shards")), "shard outputs are temporary and removed once merged"
 
 

@@ -201,6 +201,21 @@ def posthoc_idf_input(wildcards):
     return []
 
 
+def own_index_pattern():
+    """Strategies whose index the index rule writes: the unpruned ones come from the post-hoc pass when there is one."""
+    if posthoc_variants():
+        strategies = [name for name in TRAINED_STRATEGY.split("|") if name != "none"]
+        return "|".join([*strategies, STEP0])
+    return f"{TRAINED_STRATEGY}|{STEP0}"
+
+
+def own_index_dir(template):
+    """Output template of an unpruned model's own index, written by its post-hoc pass; {dataset}/{seed}/{corpus} left open."""
+    return template.format(
+        dataset="{dataset}", strategy="none", k="all", seed="{seed}", corpus="{corpus}", shard="{shard}"
+    )
+
+
 def posthoc_index_dirs(template):
     """Output templates of one post-hoc job: one index per selection, {dataset}/{seed}/{corpus} left open."""
     return [
@@ -220,7 +235,7 @@ def posthoc_selections(wildcards, output):
     """--selection arguments naming each post-hoc selection and the folder it writes."""
     return " ".join(
         f"--selection {strategy} {k} {folder}"
-        for (strategy, k), folder in zip(posthoc_variants(), output)
+        for (strategy, k), folder in zip(posthoc_variants(), output.selections)
     )
 
 
@@ -248,6 +263,11 @@ def corpora_pattern(sharded):
     )
     # "(?!)" never matches: with no such corpus, the rule applies to nothing.
     return "|".join(corpora) if corpora else "(?!)"
+
+
+def posthoc_corpora_pattern(sharded):
+    """corpora_pattern for the post-hoc pass, which runs only when the study has post-hoc selections."""
+    return corpora_pattern(sharded) if posthoc_variants() else "(?!)"
 
 
 def shard_option(wildcards):

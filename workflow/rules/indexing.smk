@@ -12,7 +12,7 @@ rule index:
         "results/benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=False),
-        strategy=f"{TRAINED_STRATEGY}|{STEP0}",
+        strategy=own_index_pattern(),
     conda:
         "../../envs/retrieval.yaml"
     threads: 2
@@ -41,25 +41,26 @@ use rule index as index_shard with:
         "results/benchmarks/index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.shard{shard}.tsv"
     wildcard_constraints:
         corpus=corpora_pattern(sharded=True),
-        strategy=f"{TRAINED_STRATEGY}|{STEP0}",
+        strategy=own_index_pattern(),
     params:
         shard=shard_option,
 
 
 rule posthoc_index:
-    """Prune an unpruned model's vectors at indexing only: every post-hoc selection from one encoding pass."""
+    """Prune an unpruned model's vectors at indexing only: its own index and every post-hoc selection from one encoding pass."""
     input:
         model=MODEL_DIR.replace("{strategy}", "none").replace("{k}", "all"),
         data=DATA_DIR.replace("{dataset}", "{corpus}"),
         idf=posthoc_idf_input,
     output:
-        [directory(folder) for folder in posthoc_index_dirs(INDEX_DIR)],
+        own=directory(own_index_dir(INDEX_DIR)),
+        selections=[directory(folder) for folder in posthoc_index_dirs(INDEX_DIR)],
     log:
         "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.log",
     benchmark:
         "results/benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.tsv"
     wildcard_constraints:
-        corpus=corpora_pattern(sharded=False),
+        corpus=posthoc_corpora_pattern(sharded=False),
     conda:
         "../../envs/retrieval.yaml"
     threads: 2
@@ -75,20 +76,22 @@ rule posthoc_index:
         idf=idf_option,
         shard="",
     shell:
-        "tokenprune posthoc-index --model {input.model} --data {input.data} {params.selections} {params.idf}"
+        "tokenprune posthoc-index --model {input.model} --data {input.data} --own-index {output.own}"
+        " {params.selections} {params.idf}"
         " --batch-size {params.batch_size} --chunk-documents {params.chunk_documents} {params.shard}"
         " --precision {params.precision} --threads {threads} > {log} 2>&1"
 
 
 use rule posthoc_index as posthoc_index_shard with:
     output:
-        [temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)],
+        own=temp(directory(own_index_dir(INDEX_SHARD_DIR))),
+        selections=[temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)],
     log:
         "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.log",
     benchmark:
         "results/benchmarks/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.tsv"
     wildcard_constraints:
-        corpus=corpora_pattern(sharded=True),
+        corpus=posthoc_corpora_pattern(sharded=True),
     params:
         shard=shard_option,
 

@@ -161,7 +161,12 @@ def build_index(
 
 
 def build_posthoc_indexes(
-    model: ColBERT, dataset: PreparedDataset, selections: dict[str | Path, TokenSelector], **options: Any
+    model: ColBERT,
+    dataset: PreparedDataset,
+    selections: dict[str | Path, TokenSelector],
+    *,
+    own_index: str | Path | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Several indexes of one corpus from *one* encoding pass, each pruned by a selector applied only at indexing.
 
@@ -178,6 +183,10 @@ def build_posthoc_indexes(
         The prepared collection to index.
     selections
         Index folder to create -> the selector that prunes it.
+    own_index
+        Also write the model's own index (its selector, as :func:`build_index`
+        writes it, byte for byte) from the same pass, so that the control
+        costs no encoding pass of its own. Its statistics come first.
     **options
         ``batch_size``, ``chunk_documents``, ``document_range`` and ``precision``, as for :func:`build_index`.
 
@@ -201,6 +210,8 @@ def build_posthoc_indexes(
                 last_self_attention(model.backbone)
             except TypeError as error:
                 raise TokenpruneError(f"strategy 'attention' needs a BERT-style backbone: {error}") from None
+    if own_index is not None:
+        selections = {own_index: model.selector, **selections}
     return build_indexes(model, dataset, selections, **options)
 
 

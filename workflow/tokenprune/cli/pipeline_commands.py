@@ -304,6 +304,9 @@ def _posthoc_index_arguments(parser: argparse.ArgumentParser) -> None:
         help="A selection applied at indexing and the index folder it writes; repeat for each.",
     )  # fmt: skip
     parser.add_argument("--idf", help="IDF table (needed when a selection is idf).")
+    parser.add_argument(
+        "--own-index", type=Path, help="Also write the model's own, unpruned index here, from the same encoding pass."
+    )
     parser.add_argument("--batch-size", type=int, required=True, help="Passages per forward pass.")
     parser.add_argument("--chunk-documents", type=int, required=True, help="Documents read and length-sorted together.")
     parser.add_argument("--shards", type=int, default=1, help="Split the corpus into this many shards ...")
@@ -329,7 +332,7 @@ def _posthoc_index(args: argparse.Namespace) -> None:
         Path(output): make_selector(strategy, parse_k(k), idf=idf, unused_ids=model.unused_ids)
         for strategy, k, output in args.selection
     }
-    for stats in build_posthoc_indexes(model, dataset, selections, **options):
+    for stats in build_posthoc_indexes(model, dataset, selections, own_index=args.own_index, **options):
         _log_index(document_range, stats)
 
 
