@@ -14,7 +14,7 @@ from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import open_collection
 from tokenprune.evaluation import evaluate_run, parse_measures
 from tokenprune.errors import TokenpruneError
-from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes, write_vectors_index
+from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes, merge_index_shards, write_vectors_index
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.selection import make_selector
 from tokenprune import search as search_module
@@ -325,6 +325,27 @@ def test_given_vectors_index_round_trips_and_reads_rows_like_the_memory_map(tmp_
         assert np.array_equal(index.read_vectors(start, stop), np.asarray(index.vectors[start:stop]))
     with pytest.raises(TokenpruneError, match=r"document vectors must be \[n, 8\], got shape \[3, 4\]"):
         write_vectors_index(tmp_path / "bad", [(["x"], [np.zeros((3, 4))])], dim=8)
+
+
+def test_gathered_rows_equal_the_memory_map_across_shards(tmp_path) -> None:
+    documents = random_documents(40, 8, seed=6)
+    ids = [f"d{i}" for i in range(40)]
+    for name, part in (("a", slice(0, 25)), ("b", slice(25, 40))):
+        write_vectors_index(tmp_path / name, [(ids[part], documents[part])], dim=8)
+    merge_index_shards([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    single = PrunedIndex(tmp_path / "a")
+    merged = PrunedIndex(tmp_path / "merged")
+    total, boundary = len(merged.vectors), len(single.vectors)
+    assert merged.is_sharded and int(merged.vector_starts[1]) == boundary
+    rng = np.random.default_rng(0)
+    for index in (single, merged):
+        size = len(index.vectors)
+        # A run across the shard boundary, rows out of order and repeated, single rows, and nothing.
+        for rows in (np.arange(size), np.arange(boundary - 3, min(boundary + 4, size)), rng.integers(0, size, 50),
+                     np.array([size - 1, 0, 0, 5]), np.array([], dtype=np.int64)):  # fmt: skip
+            assert np.array_equal(index.gather_vectors(rows), np.asarray(index.vectors[rows]).reshape(-1, 8)), rows
+    with pytest.raises(TokenpruneError, match=rf"vector rows must lie in \[0, {total}\), got 0..{total}"):
+        merged.gather_vectors(np.array([0, total]))
 
 
 PEAK_RSS_OF_A_SCAN = """

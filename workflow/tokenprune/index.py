@@ -606,6 +606,48 @@ class PrunedIndex:
             return np.zeros((0, dim), dtype=np.float16)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
+    def gather_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Vector ``rows`` (any order), read from the files into a new ``[len(rows), dim]`` float16 array.
+
+        Like :meth:`read_vectors`, and unlike indexing :attr:`vectors` with
+        the rows, this leaves no page of the index mapped into the process:
+        a sample spread over a large index (the ANN training sample) would
+        otherwise fault in, with the kernel's read-around, most of the file.
+        Consecutive rows of one shard are read with one ``pread``.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        dim = self.stats["dim"]
+        row_bytes = dim * np.dtype(np.float16).itemsize
+        gathered = np.empty((len(rows), dim), dtype=np.float16)
+        if not len(rows):
+            return gathered
+        if rows.min() < 0 or rows.max() >= int(self.vector_starts[-1]):
+            raise TokenpruneError(f"vector rows must lie in [0, {int(self.vector_starts[-1])}), got {rows.min()}..{rows.max()}")
+        shard_of_row = np.searchsorted(self.vector_starts, rows, side="right") - 1
+        breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(shard_of_row) != 0)) + 1
+        run_starts = np.concatenate([[0], breaks])
+        run_stops = np.concatenate([breaks, [len(rows)]])
+        buffer = memoryview(gathered.reshape(-1).view(np.uint8))
+        files = self.component_files("vectors.f16")
+        descriptors: dict[int, int] = {}
+        try:
+            for first, last in zip(run_starts.tolist(), run_stops.tolist(), strict=True):
+                shard = int(shard_of_row[first])
+                if shard not in descriptors:
+                    descriptors[shard] = os.open(files[shard], os.O_RDONLY)
+                offset = (int(rows[first]) - int(self.vector_starts[shard])) * row_bytes
+                target, done = buffer[first * row_bytes : last * row_bytes], 0
+                # One read returns at most about 2 GiB on Linux: loop until the run is in.
+                while done < len(target):
+                    got = os.preadv(descriptors[shard], [target[done:]], offset + done)
+                    if not got:
+                        raise TokenpruneError(f"{str(files[shard])!r} ends before vector row {int(rows[first])}: the index is truncated")
+                    done += got
+        finally:
+            for descriptor in descriptors.values():
+                os.close(descriptor)
+        return gathered
+
     def document_chunks(self, chunk_vectors: int) -> Iterator[tuple[int, int]]:
         """Consecutive document ranges ``[first, last)`` of about ``chunk_vectors`` vectors each.
 

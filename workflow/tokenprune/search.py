@@ -255,7 +255,7 @@ def build_ann_index(
         ann = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, size=min(train_sample, total), replace=False))
-    ann.train(np.asarray(index.vectors[sample], dtype=np.float32))
+    ann.train(index.gather_vectors(sample).astype(np.float32))
     # Added shard by shard, in vector order, so faiss ids are the index's global vector rows.
     for first, last in index.document_chunks(1 << 20):
         ann.add(index.read_vectors(int(index.offsets[first]), int(index.offsets[last])).astype(np.float32))
@@ -313,7 +313,7 @@ def ann_search(
             continue
         starts, stops = index.offsets[candidates], index.offsets[candidates + 1]
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
-        vectors = torch.from_numpy(np.asarray(index.vectors[rows], dtype=np.float32)).to(queries.device)
+        vectors = torch.from_numpy(index.gather_vectors(rows).astype(np.float32)).to(queries.device)
         lengths = torch.from_numpy(stops - starts).to(queries.device)
         candidate_scores = _maxsim_chunk(PackedQueries.pack(queries[q : q + 1].float(), query_mask[q : q + 1]), vectors, lengths)[0]
         top = candidate_scores.topk(min(depth, candidates.size))
