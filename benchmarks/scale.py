@@ -201,7 +201,8 @@ def run_stage(stage: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def measure_size(passages: int, options: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     rows = []
-    for name, k in SELECTIONS.items() if options.measure in ("all", "indexes") else ():
+    selections = {name: SELECTIONS[name] for name in options.selections}
+    for name, k in selections.items() if options.measure in ("all", "indexes") else ():
         index = work / f"{passages}_{name}"
         common = {"passages": passages, "seed": options.seed, "index": str(index), "queries": options.queries,
                   "top10": str(work / f"{passages}_{name}_top10.npy")}  # fmt: skip
@@ -274,6 +275,7 @@ def main() -> None:
     parser.add_argument("--ann-max-vectors", type=int, default=20_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure", choices=["all", "indexes", "sampler"], default="all")
+    parser.add_argument("--selections", nargs="+", choices=list(SELECTIONS), default=list(SELECTIONS), help="Indexes to measure.")
     parser.add_argument("--work-dir", type=Path, default=None, help="Where the indexes are written (default: a temporary folder).")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/scale.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/scale.png"))
