@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tokenprune.config import schema_defaults
+
 from conftest import REPO, write_topics_collection
 
 
@@ -96,6 +98,45 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
         assert gpus[rule] == {1}, rule
     for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25"):
         assert gpus[rule] == {0}, rule
+
+
+def dry_run_resources(workdir: Path, *arguments: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources) of every job of a command-line dry run."""
+    result = subprocess.run(
+        ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *arguments],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    jobs: list[tuple[str, dict[str, str], dict[str, str]]] = []
+    for line in result.stdout.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            jobs.append((match[1], {}, {}))
+        elif jobs and (match := re.match(r"^\s+(wildcards|resources): (.*)$", line)):
+            pairs = dict(item.split("=", 1) for item in match[2].split(", ") if "=" in item)
+            jobs[-1][1 if match[1] == "wildcards" else 2].update(pairs)
+    return jobs
+
+
+def test_a_collection_sizes_its_own_jobs(tmp_path: Path) -> None:
+    """MS MARCO's jobs ask for the preset's sizes for that collection; the other collections' for the schema's."""
+    preset = yaml.safe_load((REPO / "configs" / "paper-msmarco.yaml").read_text())
+    sized = preset["datasets"]["msmarco"]["resources"]
+    defaults = {stage: schema_defaults(f"resources.{stage}") for stage in schema_defaults("resources")}
+    jobs = dry_run_resources(tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm")
+    checked = set()
+    for rule, wildcards, resources in jobs:
+        stage = rule.removesuffix("_shard")
+        if stage not in defaults:
+            continue
+        collection = wildcards.get("corpus") or wildcards.get("dataset")
+        expected = {**defaults[stage], **sized.get(stage, {})} if collection == "msmarco" else defaults[stage]
+        assert (int(resources["mem_mb"]), int(resources["runtime"])) == (expected["mem_mb"], expected["runtime"]), (
+            rule, wildcards,
+        )  # fmt: skip
+        checked.add((stage, collection == "msmarco"))
+    # Every stage the preset sizes was seen for MS MARCO, and the searches and indexes of the BEIR sets too.
+    assert {(stage, True) for stage in sized} <= checked
+    assert {("index", False), ("retrieve", False), ("evaluate", False)} <= checked
 
 
 def test_sharded_indexing_dag(tmp_path: Path) -> None:

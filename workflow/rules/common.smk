@@ -73,6 +73,23 @@ def check_variant(wildcards):
     return []
 
 
+def job_resource(stage, name):
+    """A job's ``name`` resource (mem_mb, runtime): its collection's ``resources`` for ``stage``, else the study's.
+
+    The collection is the one the job reads: the searched corpus where the job
+    has one, else its dataset (the untrained backbone has none of its own).
+    """
+
+    def resolve(wildcards):
+        collection = getattr(wildcards, "corpus", None) or getattr(
+            wildcards, "dataset", None
+        )
+        own = config["datasets"].get(collection, {}).get("resources", {}).get(stage, {})
+        return own.get(name, config["resources"][stage][name])
+
+    return resolve
+
+
 def query_max_length(corpus):
     """Per-collection query length (classic collections have long queries)."""
     return config["datasets"][corpus].get("query_max_length", MODEL["query_max_length"])
@@ -202,7 +219,7 @@ def posthoc_idf_input(wildcards):
 
 
 def own_index_pattern():
-    """Strategies whose index the index rule writes: the unpruned ones come from the post-hoc pass when there is one."""
+    """Strategies the `index` jobs write; with post-hoc selections, the unpruned ones come from the post-hoc pass."""
     if posthoc_variants():
         strategies = [name for name in TRAINED_STRATEGY.split("|") if name != "none"]
         return "|".join([*strategies, STEP0])
@@ -212,7 +229,12 @@ def own_index_pattern():
 def own_index_dir(template):
     """Output template of an unpruned model's own index, written by its post-hoc pass; {dataset}/{seed}/{corpus} left open."""
     return template.format(
-        dataset="{dataset}", strategy="none", k="all", seed="{seed}", corpus="{corpus}", shard="{shard}"
+        dataset="{dataset}",
+        strategy="none",
+        k="all",
+        seed="{seed}",
+        corpus="{corpus}",
+        shard="{shard}",
     )
 
 

@@ -11,8 +11,8 @@ rule prepare_data:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_resource("prepare_data", "mem_mb"),
+        runtime=job_resource("prepare_data", "runtime"),
     params:
         spec=lambda wildcards: quoted_json(config["datasets"][wildcards.dataset]),
         query_max_length=lambda wildcards: query_max_length(wildcards.dataset),

@@ -13,8 +13,8 @@ rule evaluate:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_resource("evaluate", "mem_mb"),
+        runtime=job_resource("evaluate", "runtime"),
     params:
         metrics=lambda wildcards: quoted_measures(wildcards.corpus, wildcards.split),
     shell:

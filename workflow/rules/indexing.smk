@@ -18,8 +18,8 @@ rule index:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=720,
+        mem_mb=job_resource("index", "mem_mb"),
+        runtime=job_resource("index", "runtime"),
     params:
         batch_size=INDEXING["batch_size"],
         chunk_documents=INDEXING["chunk_documents"],
@@ -66,8 +66,8 @@ rule posthoc_index:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=720,
+        mem_mb=job_resource("posthoc_index", "mem_mb"),
+        runtime=job_resource("posthoc_index", "runtime"),
     params:
         selections=posthoc_selections,
         batch_size=INDEXING["batch_size"],
@@ -85,7 +85,9 @@ rule posthoc_index:
 use rule posthoc_index as posthoc_index_shard with:
     output:
         own=temp(directory(own_index_dir(INDEX_SHARD_DIR))),
-        selections=[temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)],
+        selections=[
+            temp(directory(folder)) for folder in posthoc_index_dirs(INDEX_SHARD_DIR)
+        ],
     log:
         "logs/posthoc_index/{dataset}/seed{seed}/{corpus}.shard{shard}.log",
     benchmark:
@@ -111,8 +113,8 @@ rule merge_index:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_resource("merge_index", "mem_mb"),
+        runtime=job_resource("merge_index", "runtime"),
     shell:
         "tokenprune merge-index --shard-dirs {input} --output {output} > {log} 2>&1"
 
@@ -132,8 +134,8 @@ rule ann_index:
     threads: 2
     resources:
         gpu=0,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=job_resource("ann_index", "mem_mb"),
+        runtime=job_resource("ann_index", "runtime"),
     params:
         nlist=config["retrieval"]["ann"]["nlist"],
         m=config["retrieval"]["ann"]["m"],

@@ -40,8 +40,8 @@ rule bm25:
     threads: 2
     resources:
         gpu=0,
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_resource("bm25", "mem_mb"),
+        runtime=job_resource("bm25", "runtime"),
     params:
         depth=config["retrieval"]["depth"],
     shell:

@@ -16,8 +16,8 @@ rule retrieve:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=240,
+        mem_mb=job_resource("retrieve", "mem_mb"),
+        runtime=job_resource("retrieve", "runtime"),
     params:
         depth=config["retrieval"]["depth"],
         query_max_length=lambda wildcards: query_max_length(wildcards.corpus),

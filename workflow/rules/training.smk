@@ -13,8 +13,8 @@ rule compute_idf:
     threads: 2
     resources:
         gpu=0,
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=job_resource("compute_idf", "mem_mb"),
+        runtime=job_resource("compute_idf", "runtime"),
     params:
         backbone=MODEL["backbone"],
     shell:
@@ -36,8 +36,8 @@ rule mine_negatives:
     threads: 2
     resources:
         gpu=0,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=job_resource("mine_negatives", "mem_mb"),
+        runtime=job_resource("mine_negatives", "runtime"),
     params:
         negatives=config["training"]["negatives_per_query"],
         skip=config["training"]["negatives_skip"],
@@ -75,8 +75,8 @@ if TRAIN["models_dir"] is None:
         threads: 2
         resources:
             gpu=1,
-            mem_mb=16000,
-            runtime=720,
+            mem_mb=job_resource("train", "mem_mb"),
+            runtime=job_resource("train", "runtime"),
         params:
             idf=lambda wildcards, input: f"--idf {input.idf}" if input.idf else "",
             model=quoted_json(MODEL),
