@@ -12,6 +12,7 @@ as well as at indexing — and MaxSim only ever scores the kept ones.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import string
 from dataclasses import asdict, dataclass, fields
@@ -27,8 +28,11 @@ from tokenprune.backbone import load_tokenizer, resolve_backbone
 from tokenprune.config import schema_defaulted
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
+from tokenprune.pylate_format import PylateColBERT, is_pylate_folder, read_pylate_folder
 from tokenprune.selection import CANDIDATE_RULES, PassageBatch, TokenSelector, make_selector
 from tokenprune.strategies import check_strategy_k
+
+log = logging.getLogger(__name__)
 
 QUERY_MARKER = "[unused0]"
 DOCUMENT_MARKER = "[unused1]"
@@ -216,6 +220,8 @@ class ColBERT(nn.Module):
         self.register_buffer("punctuation_ids", torch.tensor(punctuation, dtype=torch.long), persistent=False)
         special = sorted({*tokenizer.all_special_ids, self.query_marker_id, self.document_marker_id})
         self.register_buffer("special_ids", torch.tensor(special, dtype=torch.long), persistent=False)
+        # True once the projection is a PyLate model's own (take_pylate_projection): training keeps it.
+        self.projection_from_backbone = False
 
     def use_idf(self, idf: torch.Tensor) -> None:
         """Rank tokens with another IDF table from now on (e.g. the indexed collection's; strategy ``idf`` only)."""
@@ -238,7 +244,37 @@ class ColBERT(nn.Module):
             backbone = AutoModel.from_pretrained(location, attn_implementation=register_attention())
         except (OSError, ValueError) as error:
             raise TokenpruneError(f"cannot load backbone {config.backbone!r} ({location}): {error}") from None
-        return cls(config, backbone, load_tokenizer(config.backbone), idf=idf)
+        model = cls(config, backbone, load_tokenizer(config.backbone), idf=idf)
+        if is_pylate_folder(location):
+            model.take_pylate_projection(read_pylate_folder(location))
+        return model
+
+    def take_pylate_projection(self, pylate: PylateColBERT) -> None:
+        """Start from a PyLate ColBERT model's own projection (its backbone is already loaded), not a new one.
+
+        Training then fine-tunes that model (no PCA initialisation). Its
+        markers must be tokenprune's; its lengths give way to the config's.
+        """
+        folder = str(pylate.folder)
+        if (pylate.query_prefix, pylate.document_prefix) != (QUERY_MARKER, DOCUMENT_MARKER):
+            raise TokenpruneError(
+                f"PyLate model {folder!r} marks queries and documents with {pylate.query_prefix!r} and "
+                f"{pylate.document_prefix!r}; tokenprune reads models that use {QUERY_MARKER!r} and {DOCUMENT_MARKER!r} "
+                "(ColBERT's own, as in stanford-nlp and answerai ColBERT models and tokenprune's exports)"
+            )
+        expected = (self.config.dim, self.backbone.config.hidden_size)
+        if tuple(pylate.projection.shape) != expected:
+            raise TokenpruneError(
+                f"PyLate model {folder!r} projects {pylate.projection.shape[1]} to {pylate.projection.shape[0]} "
+                f"dimensions; set model.dim to {pylate.projection.shape[0]} (it is {self.config.dim})"
+            )
+        for name, ours, theirs in (("query_max_length", self.config.query_max_length, pylate.query_length),
+                                   ("passage_max_length", self.config.passage_max_length, pylate.document_length)):  # fmt: skip
+            if theirs is not None and theirs != ours:
+                log.warning("PyLate model %s was made with %s %d; using the config's %d", folder, name, theirs, ours)
+        with torch.no_grad():
+            self.projection.weight.copy_(pylate.projection.to(self.projection.weight.dtype))
+        self.projection_from_backbone = True
 
     def save(self, directory: str | Path, extra_files: dict[str, str] | None = None) -> None:
         """Write weights (safetensors), configs and tokenizer to ``directory``, atomically.

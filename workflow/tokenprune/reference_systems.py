@@ -42,7 +42,7 @@ def untrained_model(
     """The pre-trained backbone used as ColBERT without fine-tuning.
 
     Every token vector is the backbone's own output, L2-normalised (an
-    identity projection). With the default ``strategy="none"`` every
+    identity projection; a PyLate ColBERT backbone keeps its own projection). With the default ``strategy="none"`` every
     candidate passage token is kept, and its scores show what
     training and pruning add; with another strategy it is pruning applied
     without any training, the paper's "prune after training" contrast.
@@ -51,12 +51,17 @@ def untrained_model(
 
     from tokenprune.backbone import resolve_backbone
 
-    hidden = AutoConfig.from_pretrained(resolve_backbone(backbone)).hidden_size
+    from tokenprune.pylate_format import is_pylate_folder, read_pylate_folder
+
+    location = resolve_backbone(backbone)
+    hidden = AutoConfig.from_pretrained(location).hidden_size
+    # A PyLate ColBERT model is used with its own projection: it is the untrained starting point.
+    pylate = is_pylate_folder(location)
     config = ColBERTConfig(
         backbone=backbone,
         strategy=strategy,
         k=k,
-        dim=hidden,
+        dim=read_pylate_folder(location).projection.shape[0] if pylate else hidden,
         normalize=True,
         projection_init="random",
         query_max_length=query_max_length,
@@ -64,7 +69,8 @@ def untrained_model(
         candidate_tokens=candidate_tokens,
     )
     model = ColBERT.from_backbone(config, idf=idf)
-    with torch.no_grad():
-        model.projection.weight.copy_(torch.eye(hidden))
+    if not pylate:
+        with torch.no_grad():
+            model.projection.weight.copy_(torch.eye(hidden))
     model.save(output)
     return model

@@ -316,6 +316,9 @@ def initialise_model(model: ColBERT, sampler: TripleSampler) -> dict[str, Any]:
     evaluates exactly this state. Returns what it recorded (the projection's
     share of the token vectors' energy).
     """
+    if model.projection_from_backbone:
+        log.info("projection: the PyLate model's own (%s), fine-tuned as it is", model.config.backbone)
+        return {}
     if model.config.projection_init != "pca":
         return {}
     energy = initialise_projection_pca(model, sampler.sample_passages(256))

@@ -466,6 +466,19 @@ def _untrained(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+def _export_pylate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="tokenprune model folder (from train, initial-model or untrained-model).")
+    parser.add_argument("--output", required=True, type=Path, help="PyLate ColBERT folder to write.")
+
+
+def _export_pylate(args: argparse.Namespace) -> None:
+    from tokenprune.model import ColBERT
+    from tokenprune.pylate_format import write_pylate_folder
+
+    settings = write_pylate_folder(ColBERT.load(args.model), args.output)
+    log.info("wrote %s for PyLate: %s", args.output, json.dumps({key: value for key, value in settings.items() if key != "skiplist_words"}))
+
+
 #: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
 COMMANDS = [
     Command("prepare-data", "Normalise a collection (BEIR folder or ir_datasets id) and write its statistics.", _prepare_data_arguments, _prepare_data),
@@ -483,4 +496,5 @@ COMMANDS = [
     Command("evaluate", "Evaluate a TREC run with ir_measures (aggregate JSON + per-query TSV).", _evaluate_arguments, _evaluate),
     Command("bm25", "BM25 reference run (bm25s) for a split's queries.", _bm25_arguments, _bm25),
     Command("untrained-model", "Save the backbone, untrained, as a ColBERT model (normalised token vectors, no pruning).", _untrained_arguments, _untrained),
+    Command("export-pylate", "Write a model as a PyLate ColBERT folder (transformer, Dense projection, [Q]/[D] settings).", _export_pylate_arguments, _export_pylate),
 ]
