@@ -149,6 +149,14 @@ def test_sharded_indexing_dag(tmp_path: Path) -> None:
     assert jobs["merge_index"] == 22 + 24 and not {"index", "posthoc_index"} & set(jobs)
 
 
+def test_without_post_hoc_selections_the_index_rule_writes_the_unpruned_indexes(tmp_path: Path) -> None:
+    overrides = tmp_path / "controls.yaml"
+    overrides.write_text("controls: {posthoc_strategies: [], step0: false}\n")
+    jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
+    # 9 trained models and the untrained backbone on 2 collections, each in an index job of its own.
+    assert jobs["index"] == 10 * 2 and "posthoc_index" not in jobs
+
+
 def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "configs/beir-zeroshot.yaml", "--cores", "1")
     assert jobs["import_model"] == 9
