@@ -20,7 +20,7 @@ def default_config() -> dict:
 
 def test_default_config_is_valid_and_gets_defaults(default_config: dict) -> None:
     config = validate_config(copy.deepcopy(default_config))
-    assert config["strategies"] == ["none", "first", "idf", "unused", "attention"]
+    assert config["strategies"] == ["none", "first", "idf", "unused", "attention", "pool"]
     assert config["k"] == [10, 50]
     assert config["model"]["dim"] == 128
     # Filled from the schema, not written in config.yaml.

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tokenprune.errors import TokenpruneError
-from tokenprune.model import ColBERT, ColBERTConfig, gather_kept, maxsim, parse_k
+from tokenprune.model import ColBERT, ColBERTConfig, maxsim, parse_k
+from tokenprune.selection import gather_kept
 from tokenprune.training import initialise_projection_pca
 
 

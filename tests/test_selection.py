@@ -27,7 +27,7 @@ def kept(mask: torch.Tensor) -> list[list[int]]:
 
 
 def test_registry_lists_every_strategy() -> None:
-    assert sorted(SELECTORS) == ["attention", "first", "idf", "none", "unused"]
+    assert sorted(SELECTORS) == ["attention", "first", "idf", "none", "pool", "unused"]
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_k_must_be_a_positive_integer(k) -> None:
 
 
 def test_unknown_strategy_names_the_known_ones() -> None:
-    with pytest.raises(TokenpruneError, match=r"unknown strategy 'random'; choose from \['attention', 'first', 'idf', 'none', 'unused'\]"):
+    with pytest.raises(TokenpruneError, match=r"unknown strategy 'random'; choose from \['attention', 'first', 'idf', 'none', 'pool', 'unused'\]"):
         make_selector("random", 3)
 
 
@@ -182,7 +182,7 @@ def test_the_model_marks_bert_special_tokens_and_the_markers_but_not_inserted_id
     assert vocabulary["[unused2]"] not in unused_model.special_ids.tolist()
 
 
-@pytest.mark.parametrize(("strategy", "k"), [("none", None), ("first", 5), ("attention", 5), ("idf", 5)])
+@pytest.mark.parametrize(("strategy", "k"), [("none", None), ("first", 5), ("attention", 5), ("idf", 5), ("pool", 3)])
 def test_real_passages_keep_no_special_token_or_punctuation(strategy: str, k: int | None) -> None:
     idf = torch.rand(30522, generator=torch.Generator().manual_seed(0)) if strategy == "idf" else None
     model = ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, passage_max_length=32, dim=16), idf=idf)

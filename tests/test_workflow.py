@@ -44,17 +44,17 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
         for line in result.stdout.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     )
-    # 2 collections; baseline once + 4 strategies x 2 k = 9 trained models, plus the untrained backbone and the
-    # step-0 model: 11 models indexed and searched on 2 evaluation sets. The trained baseline and the untrained
-    # backbone are pruned post hoc (first, idf, attention at k 10 and 50) in one encoding pass per collection,
-    # which also writes their own unpruned index (so 9 index jobs per collection, not 11): 2 x 6 more systems
-    # searched. BM25 on each set; every run evaluated. IDF of the training collection.
+    # 2 collections; baseline once + 5 strategies x 2 k = 11 trained models, plus the untrained backbone and the
+    # step-0 model: 13 models indexed and searched on 2 evaluation sets. The trained baseline and the untrained
+    # backbone are pruned post hoc (first, idf, attention, pool at k 10 and 50) in one encoding pass per
+    # collection, which also writes their own unpruned index (so 11 index jobs per collection, not 13): 2 x 8
+    # more systems searched. BM25 on each set; every run evaluated. IDF of the training collection.
     assert jobs == {
-        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 9, "initial_model": 1,
-        "untrained_backbone": 1, "index": 18, "posthoc_index": 4, "retrieve": 22 + 24, "bm25": 2,
-        "evaluate": 22 + 24 + 2,
+        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 11, "initial_model": 1,
+        "untrained_backbone": 1, "index": 22, "posthoc_index": 4, "retrieve": 26 + 32, "bm25": 2,
+        "evaluate": 26 + 32 + 2,
         # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection.
-        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 147,
+        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 177,
     }  # fmt: skip
 
 
@@ -81,12 +81,13 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
     jobs, gpus = dry_run_jobs(
         tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm"
     )
-    # 9 models trained on MS MARCO (baseline + 4 strategies x k in {10, 50}), the step-0 model and the untrained
-    # backbone, plus 12 post-hoc systems (first, idf, attention x 2 k, on the baseline and the untrained backbone),
+    # 9 models trained on MS MARCO (baseline + the paper's 4 strategies x k in {10, 50}), the step-0 model and the
+    # untrained backbone, plus 16 post-hoc systems (first, idf, attention, pool x 2 k, on the baseline and the
+    # untrained backbone),
     # searched on 11 evaluation sets (dev, DL19, DL20, 8 BEIR) in 2 modes (exact, ANN). MS MARCO's 11 model
     # indexes are encoded in 16 shards each and its post-hoc ones (with the two base models' own) in 16 shard
     # jobs per base model; the 8 BEIR corpora in one job each. 3 measures per set, each its own trade-off figure.
-    systems = 11 + 12
+    systems = 11 + 16
     assert jobs == {
         "prepare_data": 9, "compute_idf": 1, "mine_negatives": 1, "train": 9, "initial_model": 1,
         "untrained_backbone": 1, "index_shard": 9 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
@@ -143,18 +144,18 @@ def test_sharded_indexing_dag(tmp_path: Path) -> None:
     overrides = tmp_path / "shards.yaml"
     overrides.write_text("indexing: {shards: 3}\n")
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
-    # 9 models x 2 collections, each index in 3 shard jobs and a merge; 2 post-hoc bases x 2 collections in
-    # 3 shard jobs, each of the 6 selections and the base's own index merged.
-    assert jobs["index_shard"] == 54 and jobs["posthoc_index_shard"] == 12
-    assert jobs["merge_index"] == 22 + 24 and not {"index", "posthoc_index"} & set(jobs)
+    # 11 models x 2 collections, each index in 3 shard jobs and a merge; 2 post-hoc bases x 2 collections in
+    # 3 shard jobs, each of the 8 selections and the base's own index merged.
+    assert jobs["index_shard"] == 66 and jobs["posthoc_index_shard"] == 12
+    assert jobs["merge_index"] == 22 + 36 and not {"index", "posthoc_index"} & set(jobs)
 
 
 def test_without_post_hoc_selections_the_index_rule_writes_the_unpruned_indexes(tmp_path: Path) -> None:
     overrides = tmp_path / "controls.yaml"
     overrides.write_text("controls: {posthoc_strategies: [], step0: false}\n")
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
-    # 9 trained models and the untrained backbone on 2 collections, each in an index job of its own.
-    assert jobs["index"] == 10 * 2 and "posthoc_index" not in jobs
+    # 11 trained models and the untrained backbone on 2 collections, each in an index job of its own.
+    assert jobs["index"] == 12 * 2 and "posthoc_index" not in jobs
 
 
 def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
@@ -252,6 +253,6 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
 
 def test_seed_spread_preset(tmp_path: Path) -> None:
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", "configs/seeds.yaml", "--cores", "1")
-    # (baseline + 4 strategies at k=50) x 3 seeds; a step-0 model per seed; post-hoc from each seed's baseline.
-    assert jobs["train"] == 5 * 3 and jobs["initial_model"] == 3
+    # (baseline + 5 strategies at k=50) x 3 seeds; a step-0 model per seed; post-hoc from each seed's baseline.
+    assert jobs["train"] == 6 * 3 and jobs["initial_model"] == 3
     assert jobs["posthoc_index"] == (3 + 1) * 2  # 3 trained baselines and the untrained backbone, 2 collections

@@ -47,9 +47,9 @@ import torch
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
-from tokenprune.model import ColBERT, gather_kept
+from tokenprune.model import ColBERT
 from tokenprune.precision import autocast, resolve_precision
-from tokenprune.selection import TokenSelector, candidate_mask
+from tokenprune.selection import PassageVectors, TokenSelector, candidate_mask
 from tokenprune.strategies import POSTHOC_STRATEGIES
 
 STATS_FILE = "index_stats.json"
@@ -285,11 +285,8 @@ def write_vectors_index(
     return stats
 
 
-def _kept_rows(
-    vectors: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per passage of a batch: its kept vectors (fp16), token ids and positions, copied to the host."""
-    passages = gather_kept(vectors, keep, input_ids)
+def _kept_rows(passages: PassageVectors) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per passage of a batch: its stored vectors (fp16), token ids and positions, copied to the host."""
     # Prune on the device, then copy only the kept vectors back.
     host_vectors = passages.vectors[passages.mask].half().cpu().numpy()
     host_tokens = passages.token_ids[passages.mask].int().cpu().numpy()
@@ -343,7 +340,7 @@ def build_indexes(
                 with autocast(model.device, precision):
                     vectors, view = model.encode_passage_tokens(ids, mask, with_attention=with_attention)
                 for number, selector in enumerate(selections.values()):
-                    for row, passage in zip(batch, _kept_rows(vectors, model.keep_mask(view, selector), ids), strict=True):
+                    for row, passage in zip(batch, _kept_rows(model.reduce(vectors, view, selector)), strict=True):
                         kept[number][row] = passage
             for writer, rows in zip(writers, kept, strict=True):
                 writer.write_chunk(doc_ids, rows)

@@ -29,7 +29,7 @@ from tokenprune.config import schema_defaulted
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
 from tokenprune.pylate_format import PylateColBERT, is_pylate_folder, read_pylate_folder
-from tokenprune.selection import CANDIDATE_RULES, PassageBatch, TokenSelector, make_selector
+from tokenprune.selection import CANDIDATE_RULES, PassageBatch, PassageVectors, TokenSelector, make_selector
 from tokenprune.strategies import check_strategy_k
 
 log = logging.getLogger(__name__)
@@ -119,44 +119,6 @@ def parse_k(value: str | int | None) -> int | None:
     return k
 
 
-@dataclass
-class PassageVectors:
-    """The kept vectors of a passage batch, left-aligned and padded.
-
-    Attributes
-    ----------
-    vectors
-        ``[batch, kept, dim]``; rows beyond a passage's count are zeros.
-    mask
-        ``[batch, kept]``, True for kept vectors.
-    positions
-        ``[batch, kept]`` position of each kept vector in the encoded passage.
-    token_ids
-        ``[batch, kept]`` token id at each kept position.
-    """
-
-    vectors: torch.Tensor
-    mask: torch.Tensor
-    positions: torch.Tensor
-    token_ids: torch.Tensor
-
-
-def gather_kept(vectors: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor) -> PassageVectors:
-    """Compact the kept positions of each row to the front, in position order."""
-    counts = keep.sum(dim=1)
-    width = max(int(counts.max()) if counts.numel() else 0, 1)
-    # A stable sort of "not kept" puts kept positions first and keeps their order.
-    positions = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]
-    mask = torch.arange(width, device=keep.device)[None, :] < counts[:, None]
-    gathered = vectors.gather(1, positions[..., None].expand(-1, -1, vectors.shape[-1]))
-    return PassageVectors(
-        vectors=gathered * mask[..., None].to(gathered.dtype),
-        mask=mask,
-        positions=positions,
-        token_ids=input_ids.gather(1, positions),
-    )
-
-
 def maxsim(queries: torch.Tensor, query_mask: torch.Tensor, passages: PassageVectors) -> torch.Tensor:
     """ColBERT's late interaction: every query against every passage.
 
@@ -170,7 +132,7 @@ def maxsim(queries: torch.Tensor, query_mask: torch.Tensor, passages: PassageVec
     query_mask
         ``[queries, query_length]``, True for tokens that count.
     passages
-        Kept passage vectors (see :func:`gather_kept`).
+        Stored passage vectors (see :meth:`tokenprune.selection.TokenSelector.reduce`).
 
     Returns
     -------
@@ -389,12 +351,11 @@ class ColBERT(nn.Module):
     def encode_passage_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PassageVectors:
         """Encode already tokenised passages and apply the selection layer."""
         vectors, batch = self.encode_passage_tokens(input_ids, attention_mask, with_attention=self.selector.needs_attention)
-        return gather_kept(vectors, self.keep_mask(batch), input_ids)
+        return self.reduce(vectors, batch)
 
-    def keep_mask(self, batch: PassageBatch, selector: TokenSelector | None = None) -> torch.Tensor:
-        """Positions ``selector`` (default: the model's own) keeps, under the model's candidate rule."""
-        with torch.no_grad():
-            return (selector or self.selector).select(batch, self.config.candidate_tokens)
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, selector: TokenSelector | None = None) -> PassageVectors:
+        """The vectors ``selector`` (default: the model's own) stores of these passages, under the model's candidate rule."""
+        return (selector or self.selector).reduce(vectors, batch, self.config.candidate_tokens)
 
     def passage_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: torch.Tensor | None = None) -> PassageBatch:
         """What a selector may look at for these passages (special and punctuation positions marked)."""

@@ -33,6 +33,7 @@ from typing import ClassVar
 import torch
 
 from tokenprune.errors import TokenpruneError
+from tokenprune.pooling import cluster_means, cosine_profiles, ward_clusters
 from tokenprune.strategies import check_strategy_k
 
 SELECTORS: dict[str, type[TokenSelector]] = {}
@@ -76,6 +77,45 @@ class PassageBatch:
     punctuation: torch.Tensor
     special: torch.Tensor
     attentions: torch.Tensor | None = None
+
+
+@dataclass
+class PassageVectors:
+    """The vectors stored of a passage batch, left-aligned and padded.
+
+    Attributes
+    ----------
+    vectors
+        ``[batch, kept, dim]``; rows beyond a passage's count are zeros.
+    mask
+        ``[batch, kept]``, True for stored vectors.
+    positions
+        ``[batch, kept]`` position in the encoded passage of each stored
+        vector's token (for ``pool``, the first token of its cluster).
+    token_ids
+        ``[batch, kept]`` token id at each of those positions.
+    """
+
+    vectors: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.Tensor
+    token_ids: torch.Tensor
+
+
+def gather_kept(vectors: torch.Tensor, keep: torch.Tensor, input_ids: torch.Tensor) -> PassageVectors:
+    """Compact the kept positions of each row to the front, in position order."""
+    counts = keep.sum(dim=1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    # A stable sort of "not kept" puts kept positions first and keeps their order.
+    positions = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    mask = torch.arange(width, device=keep.device)[None, :] < counts[:, None]
+    gathered = vectors.gather(1, positions[..., None].expand(-1, -1, vectors.shape[-1]))
+    return PassageVectors(
+        vectors=gathered * mask[..., None].to(gathered.dtype),
+        mask=mask,
+        positions=positions,
+        token_ids=input_ids.gather(1, positions),
+    )
 
 
 CANDIDATE_RULES = ("content", "no_punctuation", "all")
@@ -152,6 +192,16 @@ class TokenSelector(ABC):
     @abstractmethod
     def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
         """Return the ``[batch, length]`` boolean keep mask, a subset of ``candidate_mask(batch, candidate_tokens)``."""
+
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str = "content") -> PassageVectors:
+        """The at most ``k`` vectors stored per passage, from every position's vector ``[batch, length, dim]``.
+
+        Selecting strategies store the vectors of the positions :meth:`select`
+        keeps; gradients flow to those vectors, not through the choice.
+        """
+        with torch.no_grad():
+            keep = self.select(batch, candidate_tokens)
+        return gather_kept(vectors, keep, batch.input_ids)
 
 
 @register("none")
@@ -258,6 +308,33 @@ class TopAttention(TokenSelector):
         rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
         received = (batch.attentions * rows).sum(dim=(1, 2))
         return top_k_mask(received.float(), candidate_mask(batch, candidate_tokens), self.k)
+
+
+@register("pool")
+class TokenPooling(TokenSelector):
+    """Cluster each passage's candidate vectors into ``k`` groups and store each group's mean.
+
+    PyLate's token pooling with the budget given as a number of vectors
+    (``k`` clusters) rather than a ``pool_factor``, so it sits on the same
+    size axis as the selecting strategies. The clustering is PyLate 1.2's:
+    Ward linkage over each token's profile of cosine distances to the
+    passage's tokens (:mod:`tokenprune.pooling`); the means are not
+    re-normalised, as PyLate's are not. Only the candidates are pooled, so
+    ``[CLS]``, ``[D]``, ``[SEP]`` and punctuation never blur a cluster
+    (PyLate keeps ``[CLS]`` apart and pools the rest). Gradients flow
+    through the means; the clustering is a fixed assignment per step.
+    """
+
+    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+        """Every candidate: pooling stores no token as it is, but every candidate enters a cluster."""
+        return candidate_mask(batch, candidate_tokens)
+
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str = "content") -> PassageVectors:
+        members = candidate_mask(batch, candidate_tokens)
+        with torch.no_grad():
+            labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.k)
+        means, named = cluster_means(vectors, labels)
+        return gather_kept(means, named, batch.input_ids)
 
 
 def make_selector(strategy: str, k: int | None, **resources: object) -> TokenSelector:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from tokenprune.errors import TokenpruneError
 
 #: Every strategy, the unpruned baseline first.
-STRATEGIES = ("none", "first", "idf", "unused", "attention")
+STRATEGIES = ("none", "first", "idf", "unused", "attention", "pool")
 #: Strategies that insert tokens into the passage: they change the encoder's input, so have no post-hoc form.
 INSERTING_STRATEGIES = frozenset({"unused"})
 #: Strategies that can prune an unpruned model's vectors at indexing only.

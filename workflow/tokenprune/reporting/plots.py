@@ -31,8 +31,9 @@ STRATEGY_COLOURS = {
     "idf": "#E69F00",
     "unused": "#009E73",
     "attention": "#CC79A7",
+    "pool": "#D55E00",
 }
-_EXTRA_COLOURS = ["#D55E00", "#56B4E9", "#F0E442", "#882255", "#44AA99"]
+_EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#44AA99"]
 REFERENCE_COLOURS = {"bm25": "#8C564B", "untrained": "#7F7F7F"}
 K_LINESTYLES = ["-", "--", ":", "-."]
 # ColBERT's query and document markers are BERT's first two unused entries.
