@@ -27,6 +27,15 @@ joined by :func:`merge_index_shards` into a *sharded* index folder::
 The shard files are hard links to the shard jobs' outputs (copies across file
 systems), so merging moves no vector data. :class:`PrunedIndex` reads both
 layouts; search streams one shard at a time and never holds the whole index.
+
+A *compressed* index (:mod:`tokenprune.compression`) stores codes instead of
+``vectors.f16``::
+
+    codes.u8             uint8 [vectors, code bytes]: each vector's coarse centroid and residual codes
+    codec.faiss          the trained faiss codec that decodes them
+
+and its ``index_stats.json`` has a ``compression`` entry. :class:`PrunedIndex`
+decodes the rows it reads, so exact search re-scores with the decoded vectors.
 """
 
 from __future__ import annotations
@@ -59,6 +68,10 @@ INDEX_COMPONENTS = ("vectors.f16", "offsets.npy", "doc_ids.txt")
 DIAGNOSTIC_COMPONENTS = ("token_ids.i32", "positions.i16")
 # Per-vector files, split across shards in a sharded index.
 VECTOR_COMPONENTS = ("vectors.f16",) + DIAGNOSTIC_COMPONENTS
+CODES_FILE = "codes.u8"
+CODEC_FILE = "codec.faiss"
+# What a compressed index stores in place of vectors.f16.
+COMPRESSED_COMPONENTS = (CODES_FILE, CODEC_FILE, "offsets.npy", "doc_ids.txt")
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -509,12 +522,12 @@ class PrunedIndex:
         if sum(expected_rows) != self.stats["vectors"]:
             raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: {MANIFEST_FILE} does not match {STATS_FILE}")
         for folder, rows in zip(self.vector_folders, expected_rows, strict=True):
-            path = folder / "vectors.f16"
+            path = folder / self.row_file
             actual = path.stat().st_size if path.exists() else -1
-            if actual != rows * self.stats["dim"] * 2:
+            if actual != rows * self.row_bytes:
                 raise TokenpruneError(
                     f"index {str(self.folder)!r} is corrupted: {path} has {actual} bytes, "
-                    f"{rows} vectors of dimension {self.stats['dim']} need {rows * self.stats['dim'] * 2}"
+                    f"{rows} vectors of {self.row_bytes} bytes need {rows * self.row_bytes}"
                 )
         if len(self.offsets) != self.stats["documents"] + 1 or int(self.offsets[-1]) != self.stats["vectors"]:
             raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: offsets.npy does not match {STATS_FILE}")
@@ -528,6 +541,36 @@ class PrunedIndex:
     @cached_property
     def stats(self) -> dict[str, Any]:
         return self._read_json(STATS_FILE)
+
+    @cached_property
+    def is_compressed(self) -> bool:
+        """Codes and a codec in place of float16 vectors (:mod:`tokenprune.compression`)."""
+        return "compression" in self.stats
+
+    @cached_property
+    def row_file(self) -> str:
+        """The per-vector file the rows are read from: ``codes.u8`` when compressed, else ``vectors.f16``."""
+        return CODES_FILE if self.is_compressed else "vectors.f16"
+
+    @cached_property
+    def row_bytes(self) -> int:
+        """Bytes per stored vector in :attr:`row_file`."""
+        return int(self.stats["compression"]["code_bytes"]) if self.is_compressed else self.stats["dim"] * 2
+
+    @cached_property
+    def codec(self):  # noqa: ANN201 - faiss.Index
+        """The faiss codec of a compressed index (see :mod:`tokenprune.compression`)."""
+        import faiss
+
+        return faiss.read_index(str(self.folder / CODEC_FILE))
+
+    def _decoded(self, rows: np.ndarray) -> np.ndarray:
+        """Raw ``[n, row_bytes]`` rows as ``[n, dim]`` float16 vectors."""
+        if not self.is_compressed:
+            return rows.view(np.float16)
+        if not len(rows):
+            return np.zeros((0, self.stats["dim"]), dtype=np.float16)
+        return self.codec.sa_decode(np.ascontiguousarray(rows)).astype(np.float16)
 
     @cached_property
     def is_sharded(self) -> bool:
@@ -554,7 +597,7 @@ class PrunedIndex:
         return boundaries([shard["documents"] for shard in self.manifest["shards"]])
 
     def component_files(self, name: str) -> list[Path]:
-        """One per-vector file (``vectors.f16``, ``token_ids.i32``, ``positions.i16``) per shard, in order."""
+        """One per-vector file (``vectors.f16`` or ``codes.u8``, ``token_ids.i32``, ``positions.i16``) per shard, in order."""
         return [folder / name for folder in self.vector_folders]
 
     @cached_property
@@ -568,6 +611,10 @@ class PrunedIndex:
     @cached_property
     def vectors(self) -> np.ndarray | ConcatenatedVectors:
         """All kept vectors, ``[vectors, dim]`` float16, memory-mapped (a view over the shards if sharded)."""
+        if self.is_compressed:
+            raise TokenpruneError(
+                f"index {str(self.folder)!r} is compressed: read decoded rows with read_vectors or gather_vectors"
+            )
         dim = self.stats["dim"]
         parts = [
             np.memmap(path, dtype=np.float16, mode="r", shape=(shard["vectors"], dim))
@@ -591,17 +638,17 @@ class PrunedIndex:
         the rows in hand, whatever the index's size (the page cache is the
         kernel's, and it gives it back under pressure).
         """
-        dim = self.stats["dim"]
+        width = self.row_bytes
         pieces = []
-        shards = zip(self.component_files("vectors.f16"), self.vector_starts[:-1], self.vector_starts[1:], strict=True)
+        shards = zip(self.component_files(self.row_file), self.vector_starts[:-1], self.vector_starts[1:], strict=True)
         for path, low, high in shards:
             first, last = max(start, int(low)), min(stop, int(high))
             if first < last:
-                rows = np.fromfile(path, dtype=np.float16, count=(last - first) * dim, offset=(first - int(low)) * dim * 2)
-                pieces.append(rows.reshape(last - first, dim))
+                rows = np.fromfile(path, dtype=np.uint8, count=(last - first) * width, offset=(first - int(low)) * width)
+                pieces.append(rows.reshape(last - first, width))
         if not pieces:
-            return np.zeros((0, dim), dtype=np.float16)
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            return np.zeros((0, self.stats["dim"]), dtype=np.float16)
+        return self._decoded(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
 
     def gather_vectors(self, rows: np.ndarray) -> np.ndarray:
         """Vector ``rows`` (any order), read from the files into a new ``[len(rows), dim]`` float16 array.
@@ -613,19 +660,18 @@ class PrunedIndex:
         Consecutive rows of one shard are read with one ``pread``.
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        dim = self.stats["dim"]
-        row_bytes = dim * np.dtype(np.float16).itemsize
-        gathered = np.empty((len(rows), dim), dtype=np.float16)
+        row_bytes = self.row_bytes
+        gathered = np.empty((len(rows), row_bytes), dtype=np.uint8)
         if not len(rows):
-            return gathered
+            return self._decoded(gathered)
         if rows.min() < 0 or rows.max() >= int(self.vector_starts[-1]):
             raise TokenpruneError(f"vector rows must lie in [0, {int(self.vector_starts[-1])}), got {rows.min()}..{rows.max()}")
         shard_of_row = np.searchsorted(self.vector_starts, rows, side="right") - 1
         breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(shard_of_row) != 0)) + 1
         run_starts = np.concatenate([[0], breaks])
         run_stops = np.concatenate([breaks, [len(rows)]])
-        buffer = memoryview(gathered.reshape(-1).view(np.uint8))
-        files = self.component_files("vectors.f16")
+        buffer = memoryview(gathered.reshape(-1))
+        files = self.component_files(self.row_file)
         descriptors: dict[int, int] = {}
         try:
             for first, last in zip(run_starts.tolist(), run_stops.tolist(), strict=True):
@@ -643,7 +689,7 @@ class PrunedIndex:
         finally:
             for descriptor in descriptors.values():
                 os.close(descriptor)
-        return gathered
+        return self._decoded(gathered)
 
     def document_chunks(self, chunk_vectors: int) -> Iterator[tuple[int, int]]:
         """Consecutive document ranges ``[first, last)`` of about ``chunk_vectors`` vectors each.

@@ -369,6 +369,23 @@ def _ann_index(args: argparse.Namespace) -> None:
     log.info("ANN index with nlist=%d written to %s", ann.nlist, args.output)
 
 
+def _compress_index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="Float16 index folder to compress.")
+    parser.add_argument("--bits", type=int, required=True, help="Bits per dimension of the residual codes (1-8).")
+    parser.add_argument("--centroids", type=int, required=True, help="Coarse centroids (capped at the vectors).")
+    parser.add_argument("--sample-vectors", type=int, required=True, help="Vectors sampled to train the codec.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the training sample and of k-means.")
+    parser.add_argument("--output", required=True, type=Path, help="Compressed index folder to write.")
+
+
+def _compress_index(args: argparse.Namespace) -> None:
+    from tokenprune.compression import compress_index
+
+    compress_index(
+        args.index, args.output, bits=args.bits, centroids=args.centroids, sample_vectors=args.sample_vectors, seed=args.seed
+    )
+
+
 def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="Model folder (encodes the queries).")
     parser.add_argument("--index", required=True, help="Pruned index folder.")
@@ -492,6 +509,7 @@ COMMANDS = [
     Command("posthoc-index", "Prune an unpruned model's vectors at indexing only: several selections from one encoding pass.", _posthoc_index_arguments, _posthoc_index),
     Command("merge-index", "Join shard indexes (from index --shard) into one sharded index folder, without copying vectors.", _merge_index_arguments, _merge_index),
     Command("ann-index", "Build a faiss IVF-PQ (or IVF-Flat) index over every vector of a pruned index.", _ann_index_arguments, _ann_index),
+    Command("compress-index", "Store an index as residual codes (coarse centroid + a few bits per dimension), decoded at search.", _compress_index_arguments, _compress_index),
     Command("retrieve", "Rank a split's queries against a pruned index (exact MaxSim, or ANN + exact re-rank).", _retrieve_arguments, _retrieve),
     Command("evaluate", "Evaluate a TREC run with ir_measures (aggregate JSON + per-query TSV).", _evaluate_arguments, _evaluate),
     Command("bm25", "BM25 reference run (bm25s) for a split's queries.", _bm25_arguments, _bm25),
