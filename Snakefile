@@ -43,8 +43,10 @@ wildcard_constraints:
     k=r"all|\d+",
     seed=r"\d+",
     shard=r"\d+",
+    bits=r"[1-8]",
     mode=r"exact|ann|bm25",
-    system=rf"bm25|[A-Za-z0-9_-]+/((posthoc-)?({STRATEGY_PATTERN})|step0)/k(all|\d+)/seed\d+",
+    # A model id, ending in r<bits> when its index is stored compressed.
+    system=rf"bm25|[A-Za-z0-9_-]+/((posthoc-)?({STRATEGY_PATTERN})|step0)/k(all|\d+)/seed\d+(/r[1-8])?",
 
 
 include: "workflow/rules/common.smk"

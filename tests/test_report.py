@@ -434,3 +434,64 @@ def test_post_hoc_rows_are_hollow_markers_in_the_strategy_colour() -> None:
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert labels[:2] == ["first", "first (post-hoc)"]
     plots.plt.close(figure)
+
+
+def test_system_ids_of_compressed_indexes() -> None:
+    system = System.parse("sci/posthoc-first/k10/seed3/r2")
+    assert (system.kind, system.strategy, system.k, system.seed, system.bits) == ("posthoc", "first", 10, 3, 2)
+    assert system.storage == "2-bit" and system.uncompressed_id == "sci/posthoc-first/k10/seed3"
+    # Seeds of a compressed method group together, apart from the float16 method.
+    assert system.method == "sci/posthoc-first/k10/r2"
+    assert System.parse("sci/posthoc-first/k10/seed3").method == "sci/posthoc-first/k10"
+    # The index is its own; the queries are encoded by the model the uncompressed system uses.
+    assert str(system.index_dir("cran")) == "results/indexes/sci/posthoc-first/k10/seed3/r2/cran"
+    assert str(system.model_dir()) == "results/models/sci/none/kall/seed3"
+    assert str(System.parse("sci/first/k10/seed3/r4").model_dir()) == "results/models/sci/first/k10/seed3"
+    assert System.parse("untrained/none/kall/seed0").storage == "fp16" and System.parse("bm25").storage == ""
+    with pytest.raises(ValueError, match="is not a system id"):
+        System.parse("sci/first/k10/seed3/r9")
+
+
+def test_compressed_rows_follow_their_float16_rows_and_are_tested_against_the_float16_baseline() -> None:
+    results = [
+        result("sci/none/kall/seed1", BASE, mib=8.0),
+        result("sci/none/kall/seed1/r2", BASE - 0.02, mib=1.1),
+        result("sci/first/k10/seed1", BASE - 0.03, kept=10.0, mib=1.0),
+        result("sci/first/k10/seed1/r2", BASE - 0.05, kept=10.0, mib=0.15),
+        result("sci/posthoc-first/k10/seed1", BASE - 0.04, kept=10.0, mib=1.0),
+        result("sci/posthoc-first/k10/seed1/r2", BASE - 0.06, kept=10.0, mib=0.15),
+    ]
+    comparison = compare_methods(results, ["nDCG@10"], alpha=0.05)
+    table = comparison.table
+    assert list(table["method"]) == [
+        "ColBERT (no pruning)", "ColBERT (no pruning, 2-bit)",
+        "first", "first (post-hoc)", "first (2-bit)", "first (post-hoc, 2-bit)",
+    ]  # fmt: skip
+    assert list(table["storage"]) == ["fp16", "2-bit", "fp16", "fp16", "2-bit", "2-bit"]
+    assert comparison.baseline_label == "ColBERT (no pruning)"
+    assert table["nDCG@10 delta"].tolist() == pytest.approx([0.0, -0.02, -0.03, -0.04, -0.05, -0.06])
+    # The in-loop vs post-hoc contrast pairs float16 indexes only.
+    assert comparison.contrast["delta"].tolist() == pytest.approx([0.01])
+    assert table["index_mib"].tolist() == pytest.approx([8.0, 1.1, 1.0, 1.0, 0.15, 0.15], abs=1e-6)
+
+
+def test_compressed_copies_are_small_triangles_in_the_familys_colour() -> None:
+    rows = [
+        {"method": "ColBERT (no pruning)", "kind": "baseline", "storage": "fp16", "strategy": "none", "k": None, "index_mib": 10.0, "percent_tokens_kept": 100.0, "m": 0.5},
+        {"method": "first", "kind": "pruned", "storage": "fp16", "strategy": "first", "k": 10, "index_mib": 1.0, "percent_tokens_kept": 10.0, "m": 0.45},
+        {"method": "first (2-bit)", "kind": "pruned", "storage": "2-bit", "strategy": "first", "k": 50, "index_mib": 0.7, "percent_tokens_kept": 50.0, "m": 0.47},
+        {"method": "first (2-bit)", "kind": "pruned", "storage": "2-bit", "strategy": "first", "k": 10, "index_mib": 0.14, "percent_tokens_kept": 10.0, "m": 0.43},
+        {"method": "ColBERT (no pruning, 2-bit)", "kind": "baseline", "storage": "2-bit", "strategy": "none", "k": None, "index_mib": 1.4, "percent_tokens_kept": 100.0, "m": 0.49},
+    ]  # fmt: skip
+    figure = plots.tradeoff_figure(pd.DataFrame(rows).assign(**{"m std": np.nan}), "m")
+    lines = {line.get_gid(): line for line in figure.axes[0].get_lines() if line.get_gid()}
+    compressed = lines["compressed:pruned:first:2-bit"]
+    # Sorted along the size axis, at the bytes of the codes.
+    assert list(compressed.get_xdata()) == [0.14, 0.7] and list(compressed.get_ydata()) == [0.43, 0.47]
+    assert compressed.get_marker() == "v" and compressed.get_color() == plots.strategy_colour("first")
+    assert list(lines["compressed:baseline:none:2-bit"].get_ydata()) == [0.49]
+    # The float16 rows are drawn as before: the in-loop line holds only the fp16 point.
+    assert list(lines["strategy:first"].get_ydata()) == [0.45]
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "first (2-bit)" in labels and "ColBERT (no pruning, 2-bit)" in labels
+    plots.plt.close(figure)

@@ -75,8 +75,9 @@ def second_defaults(arguments: list[str], parser: argparse.ArgumentParser) -> li
 
 @pytest.mark.parametrize(
     "configfiles",
-    [("config.yaml",), ("configs/paper-msmarco.yaml",), ("configs/beir-zeroshot.yaml",), ("config.yaml", "configs/seeds.yaml")],
-    ids=["default", "paper", "beir-zeroshot", "seeds"],
+    [("config.yaml",), ("configs/paper-msmarco.yaml",), ("configs/beir-zeroshot.yaml",), ("config.yaml", "configs/seeds.yaml"),
+     ("config.yaml", "configs/compression.yaml")],
+    ids=["default", "paper", "beir-zeroshot", "seeds", "compression"],
 )
 def test_rules_pass_every_option_the_cli_defaults(tmp_path: Path, configfiles: tuple[str, ...]) -> None:
     parsers = subcommand_parsers()

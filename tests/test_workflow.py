@@ -158,6 +158,16 @@ def test_without_post_hoc_selections_the_index_rule_writes_the_unpruned_indexes(
     assert jobs["index"] == 12 * 2 and "posthoc_index" not in jobs
 
 
+def test_compression_adds_a_compressed_copy_of_every_dense_index_searched_exactly(tmp_path: Path) -> None:
+    overrides = tmp_path / "compression.yaml"
+    overrides.write_text("compression: {bits: [2]}\nretrieval: {modes: [exact, ann]}\n")
+    jobs, _ = dry_run_jobs(tmp_path, "--configfile", "config.yaml", str(overrides), "--cores", "1")
+    # 13 models (11 trained, step 0, untrained) and 16 post-hoc systems on 2 collections: 29 x 2 compressed
+    # copies, each searched exactly only (ANN is a float16 index's mode), beside 58 x 2 float16 searches.
+    assert jobs["compress_index"] == 29 * 2 and jobs["retrieve_compressed"] == 29 * 2
+    assert jobs["retrieve"] == 29 * 2 * 2 and jobs["ann_index"] == 29 * 2
+
+
 def test_zero_shot_preset_imports_instead_of_training(tmp_path: Path) -> None:
     jobs, _ = dry_run_jobs(tmp_path, "--configfile", "configs/beir-zeroshot.yaml", "--cores", "1")
     assert jobs["import_model"] == 9

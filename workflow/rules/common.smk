@@ -10,6 +10,7 @@ MODEL = config["model"]
 INDEXING = config["indexing"]
 REPORT = config["report"]
 CONTROLS = config["controls"]
+COMPRESSION = config["compression"]
 # Strategies trained with the selection in the loop; the step-0 model is indexed like them.
 TRAINED_STRATEGY = STRATEGY_PATTERN
 
@@ -21,6 +22,9 @@ from tokenprune.layout import (
     BM25_ID,
     CHECKPOINT_DIR,
     COMPARISON,
+    COMPRESSED_INDEX_DIR,
+    COMPRESSED_RUN,
+    COMPRESSED_SUFFIX,
     CONTRAST,
     DATA_DIR,
     DIAGNOSTICS_DIR,
@@ -140,14 +144,26 @@ def step0_systems():
     ]
 
 
-def compared_systems():
-    """Every system in the comparison tables: trained, step-0 and post-hoc models, the untrained backbone, BM25."""
+def dense_systems():
+    """Every system with an index: trained, step-0 and post-hoc models and the untrained backbone."""
+    return [*trained_systems(), *step0_systems(), *posthoc_systems(), UNTRAINED_ID]
+
+
+def compressed_systems():
+    """The compressed copy of every dense system at each of compression.bits (ids ending in /r<bits>)."""
     return [
-        *trained_systems(),
-        *step0_systems(),
-        *posthoc_systems(),
-        UNTRAINED_ID,
+        system + COMPRESSED_SUFFIX.format(bits=bits)
+        for bits in COMPRESSION["bits"]
+        for system in dense_systems()
+    ]
+
+
+def compared_systems(mode):
+    """Every system in one retrieval mode's comparison tables: the dense ones, BM25, and in exact mode their compressed copies."""
+    return [
+        *dense_systems(),
         BM25_ID,
+        *(compressed_systems() if mode == "exact" else []),
     ]
 
 
@@ -326,7 +342,7 @@ def paper_collection(corpus, split):
 def summary_entries(wildcards):
     """(id, metrics, per-query values, index folder or "-") of every compared system on one evaluation set."""
     entries = []
-    for system in map(System.parse, compared_systems()):
+    for system in map(System.parse, compared_systems(wildcards.mode)):
         index = system.index_dir(wildcards.corpus)
         entries.append(
             (

@@ -143,3 +143,28 @@ rule ann_index:
     shell:
         "tokenprune ann-index --index {input} --nlist {params.nlist} --m {params.m}"
         " --nbits {params.nbits} --output {output} > {log} 2>&1"
+
+
+rule compress_index:
+    """Store an index as residual codes: each vector's coarse centroid and a few bits per dimension."""
+    input:
+        INDEX_DIR,
+    output:
+        directory(COMPRESSED_INDEX_DIR),
+    log:
+        "logs/compress_index/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/compress_index/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}.tsv"
+    conda:
+        "../../envs/retrieval.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        mem_mb=job_resource("compress_index", "mem_mb"),
+        runtime=job_resource("compress_index", "runtime"),
+    params:
+        centroids=COMPRESSION["centroids"],
+        sample_vectors=COMPRESSION["sample_vectors"],
+    shell:
+        "tokenprune compress-index --index {input} --bits {wildcards.bits} --centroids {params.centroids}"
+        " --sample-vectors {params.sample_vectors} --output {output} > {log} 2>&1"

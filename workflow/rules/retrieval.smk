@@ -31,3 +31,24 @@ rule retrieve:
         "tokenprune retrieve --model {input.model} --index {input.index} --data {input.data}"
         " --split {wildcards.split} --mode {wildcards.mode} {params.ann} --depth {params.depth}"
         " --query-max-length {params.query_max_length} --threads {threads} --output {output} > {log} 2>&1"
+
+
+use rule retrieve as retrieve_compressed with:
+    input:
+        model=searched_model,
+        index=COMPRESSED_INDEX_DIR,
+        data=DATA_DIR.replace("{dataset}", "{corpus}"),
+        ann=[],
+    output:
+        COMPRESSED_RUN,
+    log:
+        "logs/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}/{split}.{mode}.log",
+    benchmark:
+        "results/benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}/{split}.{mode}.tsv"
+    wildcard_constraints:
+        # Compressed indexes are searched exactly, with the vectors decoded from their codes.
+        mode="exact",
+    params:
+        depth=config["retrieval"]["depth"],
+        query_max_length=lambda wildcards: query_max_length(wildcards.corpus),
+        ann="",

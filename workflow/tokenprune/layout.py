@@ -41,6 +41,11 @@ POSTHOC_PREFIX = "posthoc-"
 STEP0 = "step0"
 POSTHOC_ID = "{dataset}/" + POSTHOC_PREFIX + "{strategy}/k{k}/seed{seed}"
 STEP0_ID = "{dataset}/" + STEP0 + "/kall/seed{seed}"
+# A compressed copy of a system's index (compression.bits): the system id gains "/r{bits}",
+# e.g. scifact/first/k10/seed42/r2, searched exactly with the vectors decoded from the codes.
+COMPRESSED_SUFFIX = "/r{bits}"
+COMPRESSED_INDEX_DIR = "results/indexes/" + MODEL_ID + COMPRESSED_SUFFIX + "/{corpus}"
+COMPRESSED_RUN = "results/runs/" + MODEL_ID + COMPRESSED_SUFFIX + "/{corpus}/{split}.{mode}.trec"
 # The comparison table and plots of one evaluation set in one retrieval mode.
 SUMMARY_DIR = "results/summary/{corpus}/{split}.{mode}"
 # Figures about the trained models themselves (loss curves).
@@ -66,6 +71,7 @@ KEPT_TOKENS = f"{DIAGNOSTICS_DIR}/{TOP_TOKENS_STEM}"
 
 _MODEL_ID_PATTERN = re.compile(
     r"(?P<dataset>[A-Za-z0-9_-]+)/(?P<posthoc>posthoc-)?(?P<strategy>[A-Za-z0-9_]+)/k(?P<k>all|\d+)/seed(?P<seed>\d+)"
+    r"(?:/r(?P<bits>[1-8]))?"
 )
 
 
@@ -111,6 +117,8 @@ class System:
     posthoc: bool = False
     #: The model as training initialises it, before any step.
     step0: bool = False
+    #: Bits per dimension of the residual codes its index is stored as; ``None`` for float16.
+    bits: int | None = None
 
     @classmethod
     def parse(cls, system_id: str) -> System:
@@ -120,7 +128,7 @@ class System:
         match = _MODEL_ID_PATTERN.fullmatch(system_id)
         if match is None:
             raise ValueError(
-                f"{system_id!r} is not a system id: expected 'bm25' or 'dataset/strategy/k<k|all>/seed<n>'"
+                f"{system_id!r} is not a system id: expected 'bm25' or 'dataset/strategy/k<k|all>/seed<n>[/r<bits>]'"
             )
         k = None if match["k"] == "all" else int(match["k"])
         step0 = match["strategy"] == STEP0 and not match["posthoc"]
@@ -133,7 +141,20 @@ class System:
             raise ValueError(f"{system_id!r}: {error}") from None
         if posthoc and strategy not in POSTHOC_STRATEGIES:
             raise ValueError(f"{system_id!r}: only {list(POSTHOC_STRATEGIES)} are applied post hoc")
-        return cls(system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0)
+        bits = None if match["bits"] is None else int(match["bits"])
+        return cls(system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0, bits=bits)
+
+    @property
+    def storage(self) -> str:
+        """How the index stores a vector: ``"fp16"`` or ``"<bits>-bit"`` residual codes (BM25: ``""``)."""
+        if self.kind == "bm25":
+            return ""
+        return "fp16" if self.bits is None else f"{self.bits}-bit"
+
+    @property
+    def uncompressed_id(self) -> str:
+        """The id of the float16 system whose index this one compresses (its own id if not compressed)."""
+        return self.id if self.bits is None else self.id.removesuffix(COMPRESSED_SUFFIX.format(bits=self.bits))
 
     @property
     def kind(self) -> str:
@@ -152,7 +173,10 @@ class System:
     @property
     def method(self) -> str:
         """The system without its seed: seeds of one method are averaged together."""
-        return self.id if self.kind == "bm25" else self.id.rsplit("/seed", 1)[0]
+        if self.kind == "bm25":
+            return self.id
+        method = self.uncompressed_id.rsplit("/seed", 1)[0]
+        return method if self.bits is None else method + COMPRESSED_SUFFIX.format(bits=self.bits)
 
     def run_mode(self, mode: str) -> str:
         """BM25 has one run whatever the dense retrieval mode is."""
@@ -176,4 +200,4 @@ class System:
             return None
         if self.posthoc:
             return root / MODEL_DIR.format(dataset=self.dataset, strategy="none", k="all", seed=self.seed)
-        return root / SYSTEM_MODEL_DIR.format(system=self.id)
+        return root / SYSTEM_MODEL_DIR.format(system=self.uncompressed_id)

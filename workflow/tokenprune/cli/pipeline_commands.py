@@ -374,16 +374,13 @@ def _compress_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, required=True, help="Bits per dimension of the residual codes (1-8).")
     parser.add_argument("--centroids", type=int, required=True, help="Coarse centroids (capped at the vectors).")
     parser.add_argument("--sample-vectors", type=int, required=True, help="Vectors sampled to train the codec.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the training sample and of k-means.")
     parser.add_argument("--output", required=True, type=Path, help="Compressed index folder to write.")
 
 
 def _compress_index(args: argparse.Namespace) -> None:
     from tokenprune.compression import compress_index
 
-    compress_index(
-        args.index, args.output, bits=args.bits, centroids=args.centroids, sample_vectors=args.sample_vectors, seed=args.seed
-    )
+    compress_index(args.index, args.output, bits=args.bits, centroids=args.centroids, sample_vectors=args.sample_vectors)
 
 
 def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:

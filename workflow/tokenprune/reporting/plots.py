@@ -86,7 +86,9 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     grey diamond, and BM25 (no index size measured) a dashed horizontal line.
     Selections applied post hoc are hollow markers in the strategy's colour:
     circles on dashed lines for the trained baseline's vectors, squares on
-    dotted lines for the untrained backbone's.
+    dotted lines for the untrained backbone's. Compressed copies of any of
+    these (``storage`` other than ``fp16``) are small triangles in the same
+    colour on dash-dotted lines, at the bytes their codes take.
 
     Parameters
     ----------
@@ -99,10 +101,15 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     """
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
     x_columns = [("index_mib", "index size (MiB, log scale)"), ("percent_tokens_kept", "tokens kept (%)")]
+    # Tables written before compression existed have no storage column: all float16.
+    storage = table["storage"].fillna("") if "storage" in table else pd.Series("", index=table.index)
+    compressed = table[~storage.isin(["", "fp16"])]
+    table = table[storage.isin(["", "fp16"])]
     for axis, (x_column, x_label) in zip(axes, x_columns, strict=True):
         _draw_in_loop_strategies(axis, table, x_column, measure)
         _draw_posthoc_selections(axis, table, x_column, measure)
         _draw_references(axis, table, x_column, measure)
+        _draw_compressed(axis, compressed, x_column, measure)
         if x_column == "index_mib" and table[x_column].notna().any():
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
@@ -148,6 +155,23 @@ def _draw_posthoc_selections(axis: Axes, table: pd.DataFrame, x_column: str, mea
                 markerfacecolor="white", markersize=5, linewidth=1.0, linestyle=linestyle,
                 label=f"{strategy} ({suffix})", gid=f"{kind}:{strategy}",
             )  # fmt: skip
+
+
+def _draw_compressed(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
+    """Compressed copies: per method family (kind, strategy, storage) a line of small triangles across k."""
+    if table.empty:
+        return
+    for (kind, strategy, storage), rows in table.groupby(["kind", "strategy", "storage"], sort=False):
+        rows = rows.sort_values(x_column)
+        colour = REFERENCE_COLOURS["untrained"] if kind == "untrained" else strategy_colour(str(strategy))
+        filled = kind in ("pruned", "baseline", "step0", "untrained")
+        # The family's label: the method label of its first row, less the k it varies over.
+        label = str(rows["method"].iloc[0])
+        axis.plot(
+            rows[x_column], rows[measure], color=colour, marker="v", markersize=4,
+            markerfacecolor=colour if filled else "white", linewidth=0.9, linestyle="-.", alpha=0.85,
+            label=label, gid=f"compressed:{kind}:{strategy}:{storage}",
+        )  # fmt: skip
 
 
 def _draw_references(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:

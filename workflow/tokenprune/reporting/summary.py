@@ -38,12 +38,17 @@ SELECTION_LABELS = {"pruned": "in-loop", "posthoc": "post-hoc", "untrained-posth
 
 
 def method_label(system: System) -> str:
-    """The row label of a system's method: references by name, pruned methods by strategy (and where pruned)."""
-    if system.kind == "posthoc":
-        return f"{system.strategy} (post-hoc)"
-    if system.kind == "untrained-posthoc":
-        return f"{system.strategy} (post-hoc, untrained)"
-    return METHOD_LABELS.get(system.kind, system.strategy)
+    """The row label of a system's method: references by name, pruned methods by strategy (and where pruned),
+    with the storage of a compressed index: ``first (post-hoc, 2-bit)``, ``ColBERT (no pruning, 2-bit)``."""
+    notes = {"posthoc": ["post-hoc"], "untrained-posthoc": ["post-hoc", "untrained"]}.get(system.kind, [])
+    if system.bits is not None:
+        notes.append(system.storage)
+    label = METHOD_LABELS.get(system.kind, system.strategy)
+    if not notes:
+        return label
+    if label.endswith(")"):
+        return f"{label[:-1]}, {', '.join(notes)})"
+    return f"{label} ({', '.join(notes)})"
 
 
 @dataclass
@@ -208,15 +213,17 @@ class Comparison:
 
     @property
     def baseline_label(self) -> str | None:
-        rows = self.table[self.table["kind"] == "baseline"]
+        rows = self.table[(self.table["kind"] == "baseline") & (self.table["storage"] == "fp16")]
         return None if rows.empty else str(rows["method"].iloc[0])
 
 
 def _method_sort_key(system: System, strategy_order: dict[str, int]) -> tuple:
-    # Unpruned rows first, then pruned methods grouped by budget (largest k first) as in the paper.
+    # Unpruned rows first, then pruned methods grouped by budget (largest k first) as in the paper;
+    # within each, float16 indexes before compressed ones (more bits first).
+    storage = 0 if system.bits is None else 9 - system.bits
     if system.k is None:
-        return (0, KIND_ORDER[system.kind], 0, 0)
-    return (1, -system.k, KIND_ORDER[system.kind], strategy_order.get(system.strategy, len(strategy_order)))
+        return (0, storage, KIND_ORDER[system.kind], 0)
+    return (1, -system.k, storage, KIND_ORDER[system.kind], strategy_order.get(system.strategy, len(strategy_order)))
 
 
 def compare_methods(
@@ -265,7 +272,7 @@ def compare_methods(
     table["k"] = table["k"].astype("Int64")
     compared_methods = [method for method in methods if method != baseline]
     _test_against_baseline(table, methods, baseline, per_query, measures, alpha)
-    ordered = ["method", "kind", "selection", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
+    ordered = ["method", "kind", "selection", "storage", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
     for name in measures:
         ordered += [name, f"{name} std", f"{name} delta", f"{name} p_holm", f"{name} significant", f"{name} paper"]
     queries = len(per_query[baseline]) if baseline else max(len(frame) for frame in per_query.values())
@@ -305,7 +312,10 @@ def _group_by_method(results: Sequence[SystemResult]) -> tuple[dict[str, list[Sy
     by_method: dict[str, list[SystemResult]] = {}
     for result in results:
         by_method.setdefault(result.system.method, []).append(result)
-    baselines = [method for method, group in by_method.items() if group[0].system.kind == "baseline"]
+    # The reference of every difference is the float16 baseline; its compressed copies are compared with it.
+    baselines = [
+        method for method, group in by_method.items() if group[0].system.kind == "baseline" and group[0].system.bits is None
+    ]
     if len(baselines) > 1:
         raise TokenpruneError(
             f"several unpruned trained baselines {baselines}; compare one training collection at a time"
@@ -321,6 +331,7 @@ def _method_row(group: Sequence[SystemResult], measures: Sequence[str], paper: p
         "method": method_label(system),
         "kind": system.kind,
         "selection": SELECTION_LABELS.get(system.kind, ""),
+        "storage": system.storage,
         "strategy": system.strategy,
         "k": system.k,
         "seeds": len(group),
@@ -370,10 +381,12 @@ def in_loop_contrast(
     One row per (strategy, k, measure) where both exist: the two means,
     their difference, the paired two-sided t-test over queries (per-query
     values averaged over seeds) and its Holm correction across the
-    (strategy, k) pairs of each measure.
+    (strategy, k) pairs of each measure. Float16 indexes only: compression
+    is a separate axis.
     """
-    in_loop = {(g[0].system.strategy, g[0].system.k): m for m, g in by_method.items() if g[0].system.kind == "pruned"}
-    post_hoc = {(g[0].system.strategy, g[0].system.k): m for m, g in by_method.items() if g[0].system.kind == "posthoc"}
+    uncompressed = {method: group for method, group in by_method.items() if group[0].system.bits is None}
+    in_loop = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "pruned"}
+    post_hoc = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "posthoc"}
     pairs = [pair for pair in in_loop if pair in post_hoc]
     rows = []
     for name in measures:
@@ -390,7 +403,7 @@ def in_loop_contrast(
 
 def _paper_value(paper: pd.DataFrame | None, system: System, measure: str) -> float:
     """The published value for a trained method, or ``nan`` (references have no published counterpart)."""
-    if paper is None or system.kind not in ("baseline", "pruned"):
+    if paper is None or system.kind not in ("baseline", "pruned") or system.bits is not None:
         return np.nan
     k = "all" if system.k is None else str(system.k)
     match = paper[(paper["strategy"] == system.strategy) & (paper["k"] == k) & (paper["measure"] == measure)]
