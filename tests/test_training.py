@@ -144,7 +144,9 @@ def window_means(log_rows: list[dict]) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("strategy", "k"), [("none", None), ("first", 8), ("idf", 8), ("unused", 8), ("attention", 8)])
+@pytest.mark.parametrize(
+    ("strategy", "k"), [("none", None), ("first", 8), ("idf", 8), ("unused", 8), ("attention", 8), ("pool", 8)]
+)
 def test_loss_falls_clearly_for_every_strategy(scifact, triples, idf, tmp_path, strategy, k) -> None:
     torch.manual_seed(0)
     model = ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, **SMALL_MODEL), idf=idf)

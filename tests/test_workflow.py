@@ -227,8 +227,9 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     table = pd.read_csv(summary / "comparison.csv")
     assert list(table["method"]) == [
         "BM25", "untrained backbone", "ColBERT, step 0", "ColBERT (no pruning)", "first", "attention",
-        "first (post-hoc)", "attention (post-hoc)", "idf (post-hoc)",
+        "first (post-hoc)", "attention (post-hoc)", "idf (post-hoc)", "pool (post-hoc)",
         "first (post-hoc, untrained)", "attention (post-hoc, untrained)", "idf (post-hoc, untrained)",
+        "pool (post-hoc, untrained)",
     ]  # fmt: skip
     contrast = pd.read_csv(summary / "inloop_vs_posthoc.csv")
     assert sorted(contrast["strategy"]) == ["attention", "attention", "first", "first"]  # 2 strategies x 2 measures
