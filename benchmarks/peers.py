@@ -17,9 +17,9 @@ in fp32 (this CPU has no native bf16), on the same number of threads.
 
 Every measurement runs in a fresh process per system and repetition, the two
 systems alternating (which goes first alternates too); the table gives the
-median of the repetitions and the ratio tokenprune / PyLate (above 1: tokenprune
-faster, or larger for bytes). Model loading is not timed; query encoding is
-part of search. Effectiveness is ir_measures on each system's depth-1000 run.
+median of the repetitions and the ratio tokenprune / PyLate (for rates, above
+1 means tokenprune is faster; for seconds and bytes, below 1 means it takes
+less). Model loading is not timed; query encoding is part of search. Effectiveness is ir_measures on each system's depth-1000 run.
 """
 
 from __future__ import annotations
@@ -44,14 +44,24 @@ MEASURES = ("nDCG@10", "R@100")
 # ---------------------------------------------------------------- shared inputs
 
 
-def prepare_inputs(work: Path) -> None:
-    """SciFact as tokenprune prepares it, written as plain JSON lines both environments read (tokenprune side)."""
+def prepare_inputs(work: Path, passages: int | None) -> None:
+    """SciFact as tokenprune prepares it, written as plain JSON lines both environments read (tokenprune side).
+
+    ``passages`` keeps only the first passages of the corpus (a quick check of the script, not a measurement).
+    """
+    import shutil
+
     from tokenprune.backbone import load_tokenizer
     from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
     from tokenprune.data.sources import open_collection
 
-    data = Path(os.environ["TOKENPRUNE_DATA_DIR"])
-    spec = DatasetSpec.from_config("scifact", {"beir_folder": str(data / "scifact"), "splits": ["test"]})
+    folder = Path(os.environ["TOKENPRUNE_DATA_DIR"]) / "scifact"
+    if passages is not None:
+        shutil.copytree(folder, work / "scifact", ignore=shutil.ignore_patterns("corpus.jsonl"))
+        with open(folder / "corpus.jsonl", encoding="utf-8") as source, open(work / "scifact" / "corpus.jsonl", "w", encoding="utf-8") as subset:
+            subset.writelines(line for _, line in zip(range(passages), source))
+        folder = work / "scifact"
+    spec = DatasetSpec.from_config("scifact", {"beir_folder": str(folder), "splits": ["test"]})
     prepare_dataset(spec, open_collection(spec, None, work / "irds"), work / "prepared", load_tokenizer("embedded"))
     dataset = PreparedDataset(work / "prepared")
     doc_ids, texts = dataset.corpus()
@@ -142,6 +152,14 @@ def pylate_task(task: str, work: Path, out: Path) -> dict[str, float]:
 
     model = models.ColBERT(model_name_or_path=str(work / "model"), device="cpu", document_length=DOCUMENT_LENGTH)
     doc_ids, texts, queries = read_inputs(work)
+    if task == "warm-up":
+        # PLAID compiles its C++ extensions on first use (minutes): not part of any measurement.
+        embeddings = model.encode(texts[:64], is_query=False, batch_size=BATCH_SIZE, show_progress_bar=False)
+        index = indexes.PLAID(index_folder=str(out / "plaid"), index_name="warm-up", override=True)
+        index.add_documents(documents_ids=doc_ids[:64], documents_embeddings=embeddings)
+        query = model.encode([next(iter(queries.values()))], is_query=True, show_progress_bar=False)
+        retrieve.ColBERT(index=index).retrieve(queries_embeddings=query, k=10)
+        return {}
     if task == "encode":
         sample = texts[:ENCODED_PASSAGES]
         start = time.perf_counter()
@@ -224,24 +242,25 @@ def report(work: Path, measured: dict[str, dict[str, list[dict[str, float]]]]) -
         ("search (queries/s), exact on 2-bit codes / PLAID",
          median(ours["search"], "exact_2bit_queries_per_second"), median(theirs["search"], "plaid_queries_per_second")),
     ]  # fmt: skip
-    lines = ["| measurement | tokenprune | PyLate | ratio |", "|---|---|---|---|"]
+    lines = ["| measurement | tokenprune | PyLate | tokenprune / PyLate |", "|---|---|---|---|"]
     lines += [f"| {name} | {a:.4g} | {b:.4g} | {a / b:.2f}× |" for name, a, b in rows]
     lines += ["", "| system | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
     lines += [f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in MEASURES) + " |" for name, values in quality.items()]
     return {"rows": rows, "effectiveness": quality, "markdown": "\n".join(lines), "raw": measured}
 
 
-def orchestrate(work: Path, repetitions: int, threads: int) -> None:
+def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if not PYLATE_PYTHON.exists():
         sys.exit(f"PyLate's environment is missing: {PYLATE_PYTHON} (set-up in benchmarks/README.md, 'Peers')")
     if not (work / "passages.jsonl").exists():
-        prepare_inputs(work)
+        prepare_inputs(work, passages)
     if not (work / "model").exists():
         from tokenprune.backbone import EMBEDDED_BACKBONE, resolve_backbone
 
         (work / "backbone.txt").write_text(resolve_backbone(EMBEDDED_BACKBONE))
         subprocess.run([str(PYLATE_PYTHON), __file__, "--work", str(work), "--side", "pylate", "--task", "save-model"], check=True)
+    run_side("pylate", "warm-up", work, 0, threads)
     measured: dict[str, dict[str, list[dict[str, float]]]] = {side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")}
     for repetition in range(repetitions):
         order = ("tokenprune", "pylate") if repetition % 2 == 0 else ("pylate", "tokenprune")
@@ -259,12 +278,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="Working folder (inputs, indexes, runs, peers.json).")
     parser.add_argument("--repetitions", type=int, default=3, help="Repetitions per system and task; the median is reported.")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both systems.")
+    parser.add_argument("--passages", type=int, help="Only the first passages of SciFact: checks the script, measures nothing.")
     parser.add_argument("--side", choices=["tokenprune", "pylate"], help=argparse.SUPPRESS)
-    parser.add_argument("--task", choices=[*TASKS, "save-model"], help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=[*TASKS, "save-model", "warm-up"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.side is None:
-        orchestrate(options.work, options.repetitions, options.threads)
+        orchestrate(options.work, options.repetitions, options.threads, options.passages)
         return
     import torch
 
