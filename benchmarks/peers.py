@@ -105,17 +105,22 @@ def tokenprune_task(task: str, work: Path, out: Path) -> dict[str, float]:
 
     from tokenprune.compression import compress_index
     from tokenprune.data import PreparedDataset
-    from tokenprune.index import PrunedIndex, build_index
+    from tokenprune.index import PrunedIndex, build_index, length_sorted_batches
     from tokenprune.search import encode_query_set, exact_search
 
     model = tokenprune_model(work)
     doc_ids, texts, queries = read_inputs(work)
     if task == "encode":
+        # As tokenprune encodes a collection (and sentence-transformers, under PyLate, too): tokenised at once,
+        # then in batches of similar length, each padded to its own longest passage.
         sample = texts[:ENCODED_PASSAGES]
         start = time.perf_counter()
         with torch.inference_mode():
-            for first in range(0, len(sample), BATCH_SIZE):
-                model.encode_passages(sample[first : first + BATCH_SIZE])
+            input_ids, attention_mask = model.tokenize_passages(sample)
+            lengths = attention_mask.sum(dim=1).tolist()
+            for batch in length_sorted_batches(lengths, BATCH_SIZE):
+                width = max(lengths[row] for row in batch)
+                model.encode_passage_ids(input_ids[batch, :width], attention_mask[batch, :width])
         return {"passages_per_second": len(sample) / (time.perf_counter() - start)}
     if task == "index":
         start = time.perf_counter()
