@@ -273,9 +273,21 @@ def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None
             for side in order:
                 measured[side][task].append(run_side(side, task, work, repetition, threads))
                 print(side, task, repetition, measured[side][task][-1], flush=True)
+    write_report(work)
+
+
+def write_report(work: Path) -> None:
+    """Aggregate every completed measurement under ``work`` (both systems, every task) into peers.json and a table."""
+    measured: dict[str, dict[str, list[dict[str, float]]]] = {side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")}
+    for side in measured:
+        for task in TASKS:
+            for path in sorted((work / "results" / task).glob(f"{side}-rep*/measures.json")):
+                measured[side][task].append(json.loads(path.read_text()))
     summary = report(work, measured)
+    summary["repetitions"] = {side: {task: len(rows) for task, rows in tasks.items()} for side, tasks in measured.items()}
     (work / "peers.json").write_text(json.dumps(summary, indent=2))
     print(summary["markdown"])
+    print("repetitions:", summary["repetitions"])
 
 
 def main() -> None:
@@ -284,10 +296,14 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=3, help="Repetitions per system and task; the median is reported.")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both systems.")
     parser.add_argument("--passages", type=int, help="Only the first passages of SciFact: checks the script, measures nothing.")
+    parser.add_argument("--report-only", action="store_true", help="Only aggregate the measurements already in --work.")
     parser.add_argument("--side", choices=["tokenprune", "pylate"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=[*TASKS, "save-model", "warm-up"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.side is None and options.report_only:
+        write_report(options.work)
+        return
     if options.side is None:
         orchestrate(options.work, options.repetitions, options.threads, options.passages)
         return
