@@ -254,7 +254,7 @@ def report(work: Path, measured: dict[str, dict[str, list[dict[str, float]]]]) -
     return {"rows": rows, "effectiveness": quality, "markdown": "\n".join(lines), "raw": measured}
 
 
-def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None) -> None:
+def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None, first_repetition: int = 0) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if not PYLATE_PYTHON.exists():
         sys.exit(f"PyLate's environment is missing: {PYLATE_PYTHON} (set-up in benchmarks/README.md, 'Peers')")
@@ -265,9 +265,9 @@ def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None
 
         (work / "backbone.txt").write_text(resolve_backbone(EMBEDDED_BACKBONE))
         subprocess.run([str(PYLATE_PYTHON), __file__, "--work", str(work), "--side", "pylate", "--task", "save-model"], check=True)
-    run_side("pylate", "warm-up", work, 0, threads)
+    run_side("pylate", "warm-up", work, first_repetition, threads)
     measured: dict[str, dict[str, list[dict[str, float]]]] = {side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")}
-    for repetition in range(repetitions):
+    for repetition in range(first_repetition, first_repetition + repetitions):
         order = ("tokenprune", "pylate") if repetition % 2 == 0 else ("pylate", "tokenprune")
         for task in TASKS:
             for side in order:
@@ -297,6 +297,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both systems.")
     parser.add_argument("--passages", type=int, help="Only the first passages of SciFact: checks the script, measures nothing.")
     parser.add_argument("--report-only", action="store_true", help="Only aggregate the measurements already in --work.")
+    parser.add_argument(
+        "--first-repetition", type=int, default=0,
+        help="Number of the first repetition: runs on several cores at once write disjoint repetitions.",
+    )  # fmt: skip
     parser.add_argument("--side", choices=["tokenprune", "pylate"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=[*TASKS, "save-model", "warm-up"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -305,7 +309,7 @@ def main() -> None:
         write_report(options.work)
         return
     if options.side is None:
-        orchestrate(options.work, options.repetitions, options.threads, options.passages)
+        orchestrate(options.work, options.repetitions, options.threads, options.passages, options.first_repetition)
         return
     import torch
 
