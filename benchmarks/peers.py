@@ -266,13 +266,11 @@ def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None
         (work / "backbone.txt").write_text(resolve_backbone(EMBEDDED_BACKBONE))
         subprocess.run([str(PYLATE_PYTHON), __file__, "--work", str(work), "--side", "pylate", "--task", "save-model"], check=True)
     run_side("pylate", "warm-up", work, first_repetition, threads)
-    measured: dict[str, dict[str, list[dict[str, float]]]] = {side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")}
     for repetition in range(first_repetition, first_repetition + repetitions):
         order = ("tokenprune", "pylate") if repetition % 2 == 0 else ("pylate", "tokenprune")
         for task in TASKS:
             for side in order:
-                measured[side][task].append(run_side(side, task, work, repetition, threads))
-                print(side, task, repetition, measured[side][task][-1], flush=True)
+                print(side, task, repetition, run_side(side, task, work, repetition, threads), flush=True)
     write_report(work)
 
 

@@ -48,7 +48,3 @@ use rule retrieve as retrieve_compressed with:
     wildcard_constraints:
         # Compressed indexes are searched exactly, with the vectors decoded from their codes.
         mode="exact",
-    params:
-        depth=config["retrieval"]["depth"],
-        query_max_length=lambda wildcards: query_max_length(wildcards.corpus),
-        ann="",

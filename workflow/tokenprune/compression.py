@@ -40,6 +40,12 @@ def codec_description(dim: int, bits: int, centroids: int) -> str:
     return f"IVF{centroids},PQ{dim}x{bits}"
 
 
+def check_bits(bits: int) -> None:
+    """Refuse a residual width faiss's per-dimension codebooks cannot take, naming it."""
+    if not 1 <= bits <= 8:
+        raise TokenpruneError(f"compression bits must lie in 1..8, got {bits}")
+
+
 def train_codec(sample: np.ndarray, *, bits: int, centroids: int, seed: int = 0):  # noqa: ANN201 - faiss.Index
     """Train the residual codec on ``sample`` (``[n, dim]``).
 
@@ -51,8 +57,7 @@ def train_codec(sample: np.ndarray, *, bits: int, centroids: int, seed: int = 0)
     """
     import faiss
 
-    if not 1 <= bits <= 8:
-        raise TokenpruneError(f"compression bits must lie in 1..8, got {bits}")
+    check_bits(bits)
     if centroids < 1 or len(sample) < centroids:
         raise TokenpruneError(
             f"compression centroids={centroids} needs at least as many sample vectors, got {len(sample)}; "
@@ -84,6 +89,8 @@ def compress_index(
     """
     import faiss
 
+    # Checked before the index is sampled, which on a large index takes a while.
+    check_bits(bits)
     index = PrunedIndex(source)
     if index.is_compressed:
         raise TokenpruneError(f"index {str(source)!r} is already compressed")
@@ -107,12 +114,13 @@ def compress_index(
         component_bytes = {name: (staging / name).stat().st_size for name in COMPRESSED_COMPONENTS + DIAGNOSTIC_COMPONENTS}
         index_bytes = sum(component_bytes[name] for name in COMPRESSED_COMPONENTS)
         stats = {key: value for key, value in index.stats.items() if key not in ("shards", "document_range")}
+        centroids = int(faiss.extract_index_ivf(codec).nlist)
         stats.update(
             {
                 "compression": {
-                    "codec": codec_description(dim, bits, faiss.extract_index_ivf(codec).nlist),
+                    "codec": codec_description(dim, bits, centroids),
                     "bits": bits,
-                    "centroids": int(faiss.extract_index_ivf(codec).nlist),
+                    "centroids": centroids,
                     "code_bytes": int(codec.sa_code_size()),
                     "sample_vectors": len(sample),
                     "seed": seed,
