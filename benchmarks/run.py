@@ -15,7 +15,10 @@ reference doing the same work the obvious way, with the results checked equal:
 - exact MaxSim: ``exact_search`` (packed query tokens, documents padded per
   chunk, one matrix product and a max) vs scoring document by document;
 - ANN: faiss IVF-PQ candidates + exact re-rank (``ann_search``) vs exact
-  search, with the recall of the exact top 10 and 100.
+  search, with the recall of the exact top 10 and 100;
+- pooling: the Ward clustering of ``pool`` on the model's own passage
+  vectors, SciPy per passage (the CPU default) vs the batched tensor loop
+  (the accelerator default), with the partitions checked equal.
 
 The JSON output records the hardware, the library versions and the settings.
 Timings are wall-clock seconds of the best of ``--repeats`` runs; nothing here
@@ -44,9 +47,11 @@ from tokenprune.config import schema_defaults
 from tokenprune.data import PreparedDataset
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, maxsim
+from tokenprune.pooling import cosine_profiles, ward_clusters
 from tokenprune.precision import autocast, resolve_precision
 from tokenprune.devices import resolve_device
 from tokenprune.search import ann_search, build_ann_index, encode_query_set, exact_search
+from tokenprune.selection import candidate_mask
 
 
 def best_time(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -283,6 +288,40 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
     return {"exact_maxsim": exact, "ann": ann_result}
 
 
+# ---------------------------------------------------------------- pooling
+
+
+def bench_pooling(
+    model: ColBERT, dataset: PreparedDataset, passages: int, batch_size: int, budgets: list[int], repeats: int, precision: str
+) -> dict[str, Any]:
+    """``pool``'s clustering alone, both backends, on the cosine profiles of ``passages`` encoded passages."""
+    _, texts = next(dataset.corpus_batches(min(passages, dataset.documents)))
+    batches = []
+    with torch.inference_mode(), autocast(model.device, resolve_precision(precision, model.device, "encoding")):
+        for start in range(0, len(texts), batch_size):
+            input_ids, attention_mask = model.tokenize_passages(texts[start : start + batch_size])
+            vectors, batch = model.encode_passage_tokens(input_ids, attention_mask, with_attention=False)
+            members = candidate_mask(batch, model.config.candidate_tokens)
+            batches.append((cosine_profiles(vectors.float(), members), members))
+    results: dict[str, Any] = {"passages": len(texts), "batch_size": batch_size, "candidates_per_passage": float(
+        sum(int(members.sum()) for _, members in batches) / len(texts)
+    )}  # fmt: skip
+    for budget in budgets:
+        timings, labels = {}, {}
+        for backend in ("scipy", "tensor"):
+            seconds, labels[backend] = best_time(
+                lambda backend=backend: [ward_clusters(profiles, members, budget, backend) for profiles, members in batches], repeats
+            )
+            timings[backend] = {"seconds": seconds, "ms_per_passage": 1e3 * seconds / len(texts)}
+        results[f"k{budget}"] = {
+            **timings,
+            "tensor_over_scipy": timings["tensor"]["seconds"] / timings["scipy"]["seconds"],
+            "equal_partitions": all(torch.equal(a, b) for a, b in zip(labels["scipy"], labels["tensor"], strict=True)),
+        }
+    results["note"] = "clustering only (profiles computed once, outside the timings); equal = the same labels for every passage"
+    return results
+
+
 def environment() -> dict[str, Any]:
     import faiss
     import transformers
@@ -311,7 +350,10 @@ def main() -> None:
     parser.add_argument("--training-batch-size", type=int, default=8, help="Triples per training step.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs per timing; the fastest counts.")
     parser.add_argument("--nlist", type=int, default=schema_defaults("retrieval.ann")["nlist"], help="IVF lists of the ANN index (capped at vectors / 39).")
-    parser.add_argument("--stages", nargs="+", default=["encoding", "training", "retrieval"], choices=["encoding", "training", "retrieval"])
+    parser.add_argument(
+        "--stages", nargs="+", default=["encoding", "training", "retrieval"], choices=["encoding", "training", "retrieval", "pooling"]
+    )
+    parser.add_argument("--pool-k", type=int, nargs="+", default=[10, 50], help="Cluster budgets of the pooling benchmark.")
     parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
     parser.add_argument("--precision", default="auto", help="Our encoding and training precision (the references stay fp32).")
     parser.add_argument("--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N].")
@@ -345,6 +387,14 @@ def main() -> None:
         exact, ann = results["exact_maxsim"], results["ann"]
         print(f"exact MaxSim: {exact['ours']['queries_per_s']:.1f} queries/s ({exact['ours']['effective_GB_per_s']:.2f} GB/s effective), {exact['speedup']:.1f}x the reference, equal={exact['equal_results']}")
         print(f"ANN: {ann['ours']['queries_per_s']:.1f} queries/s, {ann['speedup_vs_exact']:.2f}x exact, recall of the exact top 10: {ann['recall_of_exact_top10']:.3f}")
+    if "pooling" in args.stages:
+        results["pooling"] = bench_pooling(model, dataset, args.passages, args.batch_size, args.pool_k, args.repeats, args.precision)
+        for budget in args.pool_k:
+            row = results["pooling"][f"k{budget}"]
+            print(
+                f"pooling k={budget}: SciPy {row['scipy']['ms_per_passage']:.2f} ms/passage, "
+                f"tensor {row['tensor']['ms_per_passage']:.2f} ({row['tensor_over_scipy']:.1f}x), equal={row['equal_partitions']}"
+            )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(results, indent=2) + "\n")

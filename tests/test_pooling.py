@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from tokenprune.errors import TokenpruneError
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.pooling import cluster_means, cosine_profiles, ward_clusters
 from tokenprune.selection import PassageBatch, make_selector
@@ -28,27 +29,45 @@ def scipy_partition(observations: np.ndarray, positions: np.ndarray, clusters: i
     return {frozenset(int(positions[i]) for i in np.flatnonzero(labels == label)) for label in np.unique(labels)}
 
 
-def test_a_hand_made_line_of_points() -> None:
+BACKENDS = ["scipy", "tensor"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_hand_made_line_of_points(backend: str) -> None:
     # Ward merges {0, 1} and {10, 11} (cost 0.5 each), then those two (cost 100) before either joins 30 (cost 253.5).
     features = torch.tensor([[[0.0], [1.0], [10.0], [11.0], [30.0], [99.0]]])
     members = torch.tensor([[True, True, True, True, True, False]])
-    assert ward_clusters(features, members, 2).tolist() == [[0, 0, 0, 0, 4, -1]]
-    assert ward_clusters(features, members, 3).tolist() == [[0, 0, 2, 2, 4, -1]]
+    assert ward_clusters(features, members, 2, backend).tolist() == [[0, 0, 0, 0, 4, -1]]
+    assert ward_clusters(features, members, 3, backend).tolist() == [[0, 0, 2, 2, 4, -1]]
     # Enough clusters for every member: nothing merges.
-    assert ward_clusters(features, members, 5).tolist() == [[0, 1, 2, 3, 4, -1]]
-    means, named = cluster_means(features, ward_clusters(features, members, 2))
+    assert ward_clusters(features, members, 5, backend).tolist() == [[0, 1, 2, 3, 4, -1]]
+    means, named = cluster_means(features, ward_clusters(features, members, 2, backend))
     assert named.tolist() == [[True, False, False, False, True, False]]
     assert means[0, 0].item() == 5.5 and means[0, 4].item() == 30.0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tied_merge_heights_still_give_the_budget(backend: str) -> None:
+    # {0, 1} and {2, 3} both cost 0.5: fcluster(maxclust=3) would cut both and return 2 groups.
+    features = torch.tensor([[[0.0], [1.0], [5.0], [6.0]]])
+    labels = ward_clusters(features, torch.ones(1, 4, dtype=torch.bool), 3, backend)
+    assert partition(labels[0]) in ({frozenset({0, 1}), frozenset({2}), frozenset({3})}, {frozenset({0}), frozenset({1}), frozenset({2, 3})})
+
+
+def test_an_unknown_backend_is_named() -> None:
+    with pytest.raises(TokenpruneError, match="'numba'"):
+        ward_clusters(torch.zeros(1, 2, 1), torch.ones(1, 2, dtype=torch.bool), 1, "numba")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("clusters", [1, 3, 7, 20])
-def test_ward_clusters_equal_scipys_cut_tree_passage_by_passage(clusters: int) -> None:
+def test_ward_clusters_equal_scipys_fcluster_passage_by_passage(clusters: int, backend: str) -> None:
     generator = torch.Generator().manual_seed(clusters)
     features = torch.randn(5, 24, 6, generator=generator)
     members = torch.rand(5, 24, generator=generator) > 0.25
     members[0] = False
     members[0, [3, 9, 17]] = True
-    labels = ward_clusters(features, members, clusters)
+    labels = ward_clusters(features, members, clusters, backend)
     for row in range(5):
         positions = members[row].nonzero().flatten().numpy()
         expected = scipy_partition(features[row, positions].double().numpy(), positions, clusters)
@@ -57,13 +76,14 @@ def test_ward_clusters_equal_scipys_cut_tree_passage_by_passage(clusters: int) -
         assert all(labels[row, min(group)] == min(group) for group in expected)
 
 
-def test_cosine_profiles_reproduce_pylates_recipe() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cosine_profiles_reproduce_pylates_recipe(backend: str) -> None:
     """PyLate 1.2 hands linkage the square matrix 1 - V V^T, which SciPy reads as one observation per row."""
     generator = torch.Generator().manual_seed(7)
     vectors = torch.nn.functional.normalize(torch.randn(3, 30, 16, generator=generator), dim=-1)
     members = torch.ones(3, 30, dtype=torch.bool)
     members[1, 20:] = False
-    labels = ward_clusters(cosine_profiles(vectors, members), members, 6)
+    labels = ward_clusters(cosine_profiles(vectors, members), members, 6, backend)
     for row in range(3):
         positions = members[row].nonzero().flatten().numpy()
         pooled = vectors[row, positions].double().numpy()

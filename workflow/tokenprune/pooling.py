@@ -18,6 +18,14 @@ flat clustering ``fcluster(..., t=clusters, criterion="maxclust")`` takes
 from a Ward tree (Ward merge heights never decrease; exact ties may break
 differently).
 
+Two implementations give the same partitions: a tensor loop batched over
+passages (every passage merges at once, so a GPU runs it beside the
+encoder) and SciPy's compiled ``linkage`` one passage at a time, whose
+first ``items − clusters`` merges are replayed. On a CPU the batched loop
+is the slower one (its per-merge tensor calls cost more than SciPy's whole
+nearest-neighbour chain; see benchmarks/README.md), so ``backend="auto"``
+picks SciPy there and the tensor loop on accelerators.
+
 Features (:func:`cosine_profiles`): PyLate 1.2 passes the square matrix of
 cosine distances between a document's vectors to ``linkage``, which treats
 a square matrix as observations, not as distances. Each token is thus
@@ -28,7 +36,15 @@ what ``pool`` reproduces.
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
 import torch
+from scipy.cluster.hierarchy import linkage
+
+from tokenprune.errors import TokenpruneError
+
+WardBackend = Literal["auto", "scipy", "tensor"]
 
 
 def cosine_profiles(vectors: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
@@ -49,7 +65,9 @@ def cosine_profiles(vectors: torch.Tensor, members: torch.Tensor) -> torch.Tenso
     return profiles * members[:, None, :].to(profiles.dtype)
 
 
-def ward_clusters(features: torch.Tensor, members: torch.Tensor, clusters: int) -> torch.Tensor:
+def ward_clusters(
+    features: torch.Tensor, members: torch.Tensor, clusters: int, backend: WardBackend = "auto"
+) -> torch.Tensor:
     """Agglomerate each passage's members into ``clusters`` groups with Ward's criterion.
 
     Parameters
@@ -62,13 +80,63 @@ def ward_clusters(features: torch.Tensor, members: torch.Tensor, clusters: int) 
         at most ``clusters`` members keeps each member on its own.
     clusters
         Groups per passage.
+    backend
+        ``"scipy"`` (per passage, compiled), ``"tensor"`` (batched tensor
+        operations on the features' device) or ``"auto"``: SciPy for CPU
+        tensors, the tensor loop elsewhere.
 
     Returns
     -------
     torch.Tensor
-        ``[batch, length]`` long: each member's cluster, named by the
-        position of the cluster's first member; ``-1`` for non-members.
+        ``[batch, length]`` long, on the features' device: each member's
+        cluster, named by the position of the cluster's first member; ``-1``
+        for non-members.
     """
+    if backend == "auto":
+        backend = "scipy" if features.device.type == "cpu" else "tensor"
+    if backend == "scipy":
+        return _ward_clusters_scipy(features, members, clusters)
+    if backend == "tensor":
+        return _ward_clusters_tensor(features, members, clusters)
+    raise TokenpruneError(f"unknown Ward backend {backend!r}; choose from 'auto', 'scipy', 'tensor'")
+
+
+def _ward_clusters_scipy(features: torch.Tensor, members: torch.Tensor, clusters: int) -> torch.Tensor:
+    """:func:`ward_clusters` through SciPy's ``linkage``, one passage at a time."""
+    features_of = features.detach().double().cpu().numpy()
+    members_of = members.cpu().numpy()
+    labels = np.full(members_of.shape, -1, dtype=np.int64)
+    for passage, (observations, chosen) in enumerate(zip(features_of, members_of, strict=True)):
+        positions = np.flatnonzero(chosen)
+        labels[passage, positions] = positions[_flat_ward(observations[positions], clusters)]
+    return torch.from_numpy(labels).to(features.device)
+
+
+def _flat_ward(observations: np.ndarray, clusters: int) -> np.ndarray:
+    """For each observation, the index of the first observation of its group after ``len − clusters`` Ward merges.
+
+    Replaying the first merges of the tree gives exactly ``clusters`` groups
+    even where merge heights tie, which ``fcluster(criterion="maxclust")``
+    does not promise (it may stop below the count).
+    """
+    items = len(observations)
+    merges = items - clusters
+    if merges <= 0:
+        return np.arange(items)
+    tree = linkage(observations, method="ward")
+    # Node items + i is the cluster made by merge i; roots point at themselves.
+    parent = np.arange(2 * items - 1)
+    merged = tree[:merges, :2].astype(np.int64)
+    parent[merged[:, 0]] = parent[merged[:, 1]] = items + np.arange(merges)
+    # Pointer doubling: every item reaches its root in log2(depth) passes.
+    while not np.array_equal(jumped := parent[parent], parent):
+        parent = jumped
+    _, first, group = np.unique(parent[:items], return_index=True, return_inverse=True)
+    return first[group]
+
+
+def _ward_clusters_tensor(features: torch.Tensor, members: torch.Tensor, clusters: int) -> torch.Tensor:
+    """:func:`ward_clusters` batched over passages as tensor operations on the features' device."""
     batch, length, _ = features.shape
     # Float64, as SciPy computes: near-equal merge costs must order the same way.
     features = features.double()
