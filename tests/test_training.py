@@ -184,6 +184,44 @@ def test_interrupted_training_resumes_from_its_checkpoint(scifact, triples, tmp_
     assert [row["loss"] for row in resumed["loss_log"]] == pytest.approx([row["loss"] for row in reference["loss_log"]], rel=1e-4)
 
 
+class Killed(Exception):
+    """Stands for SIGKILL in the middle of a checkpoint."""
+
+
+def test_a_kill_between_the_log_and_the_checkpoint_loses_no_log_row(scifact, triples, tmp_path, monkeypatch) -> None:
+    import tokenprune.training as training
+
+    settings = TrainingSettings(steps=6, batch_size=2, learning_rate=5e-5, warmup_steps=1, log_every=2, checkpoint_every=2, seed=3)
+    config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
+    sampler = TripleSampler(triples, scifact, "train", settings.batch_size, settings.seed)
+    written = {"log": training._write_loss_log, "checkpoint": training._save_checkpoint}
+    writes: list[str] = []
+
+    def dies_after_the_first_write_of_step_4(name: str):
+        def write(*args, **kwargs):
+            if name == "log":
+                step = args[1][-1]["step"]
+            else:
+                step = args[1]
+            if step == 4 and writes:
+                raise Killed
+            if step == 4:
+                writes.append(name)
+            return written[name](*args, **kwargs)
+
+        return write
+
+    monkeypatch.setattr(training, "_write_loss_log", dies_after_the_first_write_of_step_4("log"))
+    monkeypatch.setattr(training, "_save_checkpoint", dies_after_the_first_write_of_step_4("checkpoint"))
+    with pytest.raises(Killed):
+        train(ColBERT.from_backbone(config), sampler, settings, tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = train(ColBERT.from_backbone(config), sampler, settings, tmp_path, progress=False)
+    assert [row["step"] for row in resumed["loss_log"]] == [2, 4, 6]
+    with open(tmp_path / "training_log.csv") as handle:
+        assert [int(row["step"]) for row in csv.DictReader(handle)] == [2, 4, 6]
+
+
 def test_resuming_with_other_settings_is_refused(scifact, triples, tmp_path) -> None:
     config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
     sampler = TripleSampler(triples, scifact, "train", 2, 0)

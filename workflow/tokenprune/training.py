@@ -393,8 +393,10 @@ def train(
         if last % settings.log_every == 0 or last == settings.steps:
             bar.set_postfix(loss_log.close_window(last, scheduler.get_last_lr()[0]))
         if last % settings.checkpoint_every == 0 or last == settings.steps or last == stop_after:
-            _save_checkpoint(checkpoint_path, last, model, optimizer, scheduler, fingerprint)
+            # The log first: a kill between the two writes then leaves rows past the checkpoint, which
+            # resuming drops and redoes; the other order would lose the rows of the checkpoint's window.
             _write_loss_log(log_path, loss_log.rows)
+            _save_checkpoint(checkpoint_path, last, model, optimizer, scheduler, fingerprint)
         if last == stop_after:
             break
     bar.close()
