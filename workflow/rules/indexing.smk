@@ -15,9 +15,9 @@ rule index:
         strategy=own_index_pattern(),
     conda:
         "../../envs/retrieval.yaml"
-    threads: 2
+    threads: THREADS_PER_TORCH_JOB
     resources:
-        gpu=1,
+        gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("index", "mem_mb"),
         runtime=job_resource("index", "runtime"),
     params:
@@ -63,9 +63,9 @@ rule posthoc_index:
         corpus=posthoc_corpora_pattern(sharded=False),
     conda:
         "../../envs/retrieval.yaml"
-    threads: 2
+    threads: THREADS_PER_TORCH_JOB
     resources:
-        gpu=1,
+        gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("posthoc_index", "mem_mb"),
         runtime=job_resource("posthoc_index", "runtime"),
     params:

@@ -13,9 +13,9 @@ rule retrieve:
         "results/benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
     conda:
         "../../envs/retrieval.yaml"
-    threads: 2
+    threads: THREADS_PER_TORCH_JOB
     resources:
-        gpu=1,
+        gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("retrieve", "mem_mb"),
         runtime=job_resource("retrieve", "runtime"),
     params:

@@ -72,9 +72,9 @@ if TRAIN["models_dir"] is None:
             strategy=TRAINED_STRATEGY,
         conda:
             "../../envs/train.yaml"
-        threads: 2
+        threads: THREADS_PER_TORCH_JOB
         resources:
-            gpu=1,
+            gpu=GPU_PER_TORCH_JOB,
             mem_mb=job_resource("train", "mem_mb"),
             runtime=job_resource("train", "runtime"),
         params:

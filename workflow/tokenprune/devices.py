@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +39,36 @@ def default_lock_dir() -> Path:
     """``$TOKENPRUNE_GPU_LOCK_DIR``, else a per-user folder in the system's temporary directory."""
     configured = os.environ.get(LOCK_DIR_VARIABLE)
     return Path(configured) if configured else Path(tempfile.gettempdir()) / f"tokenprune-gpu-locks-{os.getuid()}"
+
+
+def visible_gpu_count() -> int:
+    """NVIDIA GPUs a job started from this shell would see, without importing torch.
+
+    ``CUDA_VISIBLE_DEVICES`` decides when it is set (empty or ``-1`` hides
+    every GPU); otherwise ``nvidia-smi -L`` counts the machine's GPUs. No
+    ``nvidia-smi``, or one that fails (no driver), means none. The workflow
+    asks this once when it reads the Snakefile, to know whether its GPU
+    stages are GPU jobs or CPU jobs on this machine.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        # CUDA stops at the first invalid entry; -1 is the conventional "none".
+        entries = []
+        for entry in visible.split(","):
+            entry = entry.strip()
+            if not entry or entry.startswith("-"):
+                break
+            entries.append(entry)
+        return len(entries)
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return 0
+    try:
+        listing = subprocess.run([executable, "-L"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    # MIG instances are listed indented under their GPU; only the GPUs count.
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
 
 
 def claim_slot(names: list[str], lock_dir: str | Path, *, timeout: float = 86400.0, poll: float = 2.0) -> int:
