@@ -83,3 +83,13 @@ def write_topics_collection(folder: Path) -> Path:
         queries.append({"_id": f"q{i}", "text": query})
         qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
     return write_beir_folder(folder, documents, queries, qrels)
+
+
+def fake_nvidia_smi(folder: Path, listing: str, exit_code: int = 0) -> Path:
+    """A folder holding an ``nvidia-smi`` that prints ``listing`` for ``-L`` and exits with ``exit_code``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    # printf is a shell builtin: the tests put only this folder on PATH.
+    script.write_text(f"#!/bin/sh\nprintf '%s' '{listing}'\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return folder

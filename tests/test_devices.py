@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tokenprune.devices import _held, claim_slot
+from tokenprune.devices import _held, claim_slot, visible_gpu_count
 from tokenprune.errors import TokenpruneError
+
+from conftest import fake_nvidia_smi
 
 NAMES = ["gpu-a", "gpu-b"]
 
@@ -51,3 +53,37 @@ def test_a_killed_job_releases_its_gpu(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert claim_slot(NAMES, tmp_path, timeout=5.0, poll=0.05) == 0
+
+
+TWO_GPUS_ONE_WITH_MIG = (
+    "GPU 0: NVIDIA H200 (UUID: GPU-aaaa)\n"
+    "  MIG 3g.71gb     Device  0: (UUID: MIG-bbbb)\n"
+    "  MIG 3g.71gb     Device  1: (UUID: MIG-cccc)\n"
+    "GPU 1: NVIDIA H200 (UUID: GPU-dddd)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("visible", "count"),
+    [("", 0), ("-1", 0), ("0", 1), ("0,1", 2), ("2, 3", 2), ("GPU-aaaa,GPU-dddd", 2), ("0,-1,1", 1)],
+)
+def test_cuda_visible_devices_decides_how_many_gpus_a_job_sees(
+    visible: str, count: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The listing would say 2; the variable wins, and CUDA ignores everything from its first invalid entry.
+    monkeypatch.setenv("PATH", str(fake_nvidia_smi(tmp_path, TWO_GPUS_ONE_WITH_MIG)))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert visible_gpu_count() == count
+
+
+def test_without_cuda_visible_devices_nvidia_smi_counts_gpus_not_mig_instances(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(fake_nvidia_smi(tmp_path / "two", TWO_GPUS_ONE_WITH_MIG)))
+    assert visible_gpu_count() == 2
+    # nvidia-smi installed without a working driver fails: no GPU.
+    monkeypatch.setenv("PATH", str(fake_nvidia_smi(tmp_path / "broken", "NVIDIA-SMI has failed\n", exit_code=9)))
+    assert visible_gpu_count() == 0
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert visible_gpu_count() == 0

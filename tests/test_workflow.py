@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from tokenprune.config import schema_defaults
 
-from conftest import REPO, write_topics_collection
+from conftest import REPO, fake_nvidia_smi, write_topics_collection
 
 
 def dry_run(workdir: Path, config_overrides: dict | None = None) -> None:
@@ -99,6 +100,41 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
         assert gpus[rule] == {1}, rule
     for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25"):
         assert gpus[rule] == {0}, rule
+
+
+TORCH_RULES = ("train", "index", "posthoc_index", "retrieve")
+
+
+def torch_job_sizes(workdir: Path, environment: dict[str, str]) -> dict[str, set[tuple[int, int]]]:
+    """(gpu, --threads) of every job of the torch rules in a local dry run of the default config."""
+    result = subprocess.run(
+        ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(REPO / "config.yaml")],
+        capture_output=True, text=True, cwd=REPO, env=environment,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    sizes: dict[str, set[tuple[int, int]]] = {}
+    rule, gpu = None, None
+    for line in result.stdout.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            rule, gpu = match[1], None
+        elif rule and (match := re.search(r"\bresources: .*\bgpu=(\d+)", line)):
+            gpu = int(match[1])
+        elif rule in TORCH_RULES and (match := re.search(r" --threads (\d+) ", line)):
+            sizes.setdefault(rule, set()).add((gpu, int(match[1])))
+    return sizes
+
+
+def test_torch_jobs_ask_for_a_gpu_only_where_the_machine_has_one(tmp_path: Path) -> None:
+    """Without a GPU the torch stages are 1-thread CPU jobs that --cores N runs N at a time; with GPUs, gpu=1 each."""
+    environment = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    listing = "GPU 0: NVIDIA H200 (UUID: GPU-aaaa)\nGPU 1: NVIDIA H200 (UUID: GPU-bbbb)\n"
+    with_gpus = {**environment, "PATH": f"{fake_nvidia_smi(tmp_path / 'bin', listing)}:{environment['PATH']}"}
+    assert torch_job_sizes(tmp_path, with_gpus) == {rule: {(1, 2)} for rule in TORCH_RULES}
+    # The same machine with its GPUs hidden, as CUDA would see it.
+    assert torch_job_sizes(tmp_path, {**with_gpus, "CUDA_VISIBLE_DEVICES": ""}) == {
+        rule: {(0, 1)} for rule in TORCH_RULES
+    }
 
 
 def dry_run_resources(workdir: Path, *arguments: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
