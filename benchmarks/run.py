@@ -357,10 +357,14 @@ def main() -> None:
     parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
     parser.add_argument("--precision", default="auto", help="Our encoding and training precision (the references stay fp32).")
     parser.add_argument("--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N].")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1,
+        help="CPU threads for torch (default: all cores; the workflow's CPU jobs use 1).",
+    )  # fmt: skip
     parser.add_argument("--output", type=Path, help="JSON file to write (default: print only).")
     args = parser.parse_args()
 
-    device = resolve_device(args.device, os.cpu_count() or 1)
+    device = resolve_device(args.device, args.threads)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
     model = ColBERT.load(args.model, device=device).eval()

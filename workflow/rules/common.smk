@@ -20,10 +20,10 @@ from tokenprune.strategies import STRATEGY_PATTERN
 # The torch stages (train, index, posthoc_index, retrieve) ask for one GPU each
 # where this machine has GPUs, so `--resources gpu=N` runs N at a time. On a
 # machine without one they are CPU jobs: one thread each, so that `--cores N`
-# runs N side by side. On 2 cores that is measured faster than one job on both:
-# bf16 encoding runs 47 passages/s on one thread and on two, and a training step
-# takes 2.4 s on one thread against 1.37 s on two (benchmarks/README, "Jobs side
-# by side"). Cluster profiles set both per rule (profiles/slurm).
+# runs N side by side, which on 2 cores beats one job on both (a training step
+# takes 2.4 s on one thread and 1.37 s on two: two 1-thread jobs do 20% more
+# work; benchmarks/README, "Jobs side by side"). Cluster profiles set both per
+# rule (profiles/slurm).
 LOCAL_GPUS = visible_gpu_count()
 GPU_PER_TORCH_JOB = 1 if LOCAL_GPUS else 0
 THREADS_PER_TORCH_JOB = 2 if LOCAL_GPUS else 1
