@@ -105,8 +105,8 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
 TORCH_RULES = ("train", "index", "posthoc_index", "retrieve")
 
 
-def torch_job_sizes(workdir: Path, environment: dict[str, str]) -> dict[str, set[tuple[int, int]]]:
-    """(gpu, --threads) of every job of the torch rules in a local dry run of the default config."""
+def job_threads(workdir: Path, environment: dict[str, str]) -> tuple[dict[str, set[tuple[int, int]]], dict[str, int]]:
+    """A local dry run of the default config: (gpu, --threads) of the torch rules' jobs, and every rule's most threads."""
     result = subprocess.run(
         ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(REPO / "config.yaml")],
@@ -114,15 +114,19 @@ def torch_job_sizes(workdir: Path, environment: dict[str, str]) -> dict[str, set
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     sizes: dict[str, set[tuple[int, int]]] = {}
+    threads: dict[str, int] = {}
     rule, gpu = None, None
     for line in result.stdout.splitlines():
         if match := re.match(r"^(?:local)?rule (\w+):$", line):
             rule, gpu = match[1], None
+            threads.setdefault(rule, 1)  # Snakemake prints "threads:" only above 1
+        elif rule and (match := re.match(r"^\s+threads: (\d+)$", line)):
+            threads[rule] = max(threads[rule], int(match[1]))
         elif rule and (match := re.search(r"\bresources: .*\bgpu=(\d+)", line)):
             gpu = int(match[1])
         elif rule in TORCH_RULES and (match := re.search(r" --threads (\d+) ", line)):
             sizes.setdefault(rule, set()).add((gpu, int(match[1])))
-    return sizes
+    return sizes, threads
 
 
 def test_torch_jobs_ask_for_a_gpu_only_where_the_machine_has_one(tmp_path: Path) -> None:
@@ -130,11 +134,14 @@ def test_torch_jobs_ask_for_a_gpu_only_where_the_machine_has_one(tmp_path: Path)
     environment = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
     listing = "GPU 0: NVIDIA H200 (UUID: GPU-aaaa)\nGPU 1: NVIDIA H200 (UUID: GPU-bbbb)\n"
     with_gpus = {**environment, "PATH": f"{fake_nvidia_smi(tmp_path / 'bin', listing)}:{environment['PATH']}"}
-    assert torch_job_sizes(tmp_path, with_gpus) == {rule: {(1, 2)} for rule in TORCH_RULES}
+    sizes, _ = job_threads(tmp_path, with_gpus)
+    assert sizes == {rule: {(1, 2)} for rule in TORCH_RULES}
     # The same machine with its GPUs hidden, as CUDA would see it.
-    assert torch_job_sizes(tmp_path, {**with_gpus, "CUDA_VISIBLE_DEVICES": ""}) == {
-        rule: {(0, 1)} for rule in TORCH_RULES
-    }
+    sizes, threads = job_threads(tmp_path, {**with_gpus, "CUDA_VISIBLE_DEVICES": ""})
+    assert sizes == {rule: {(0, 1)} for rule in TORCH_RULES}
+    # No job asks for more: a 2-thread job waits for both cores to be free at once, which a stream of 1-thread
+    # jobs never leaves (compute_idf once waited 53 minutes, and the idf models with it).
+    assert {rule for rule, most in threads.items() if most > 1} == set()
 
 
 def dry_run_resources(workdir: Path, *arguments: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:

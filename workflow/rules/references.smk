@@ -37,7 +37,7 @@ rule bm25:
         "results/benchmarks/bm25/{corpus}/{split}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=0,
         mem_mb=job_resource("bm25", "mem_mb"),

@@ -10,7 +10,7 @@ rule compute_idf:
         "results/benchmarks/compute_idf/{dataset}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=0,
         mem_mb=job_resource("compute_idf", "mem_mb"),
@@ -33,7 +33,7 @@ rule mine_negatives:
         "results/benchmarks/mine_negatives/{dataset}/{split}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=0,
         mem_mb=job_resource("mine_negatives", "mem_mb"),
@@ -102,7 +102,7 @@ if TRAIN["models_dir"] is None:
             "logs/initial_model/{dataset}/seed{seed}.log",
         conda:
             "../../envs/train.yaml"
-        threads: 2
+        threads: THREADS_PER_TORCH_JOB
         resources:
             gpu=0,
             mem_mb=8000,
@@ -112,7 +112,7 @@ if TRAIN["models_dir"] is None:
             split=TRAIN["split"],
         shell:
             "tokenprune initial-model --data {input.data} --split {params.split} --triples {input.triples}"
-            " --seed {wildcards.seed} --model-config {params.model} --output {output} > {log} 2>&1"
+            " --seed {wildcards.seed} --model-config {params.model} --threads {threads} --output {output} > {log} 2>&1"
 
 else:
 

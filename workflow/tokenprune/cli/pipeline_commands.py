@@ -209,6 +209,7 @@ def _initial_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triples", required=True, help="Triples file from mine-negatives (its passages initialise the projection).")
     parser.add_argument("--seed", type=int, required=True, help="The training seed whose initialisation to save.")
     parser.add_argument("--model-config", required=True, help="The config's 'model' section as JSON.")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
@@ -216,10 +217,13 @@ def _initial_model(args: argparse.Namespace) -> None:
     import torch
 
     from tokenprune.data import PreparedDataset
+    from tokenprune.devices import resolve_device
     from tokenprune.model import ColBERT, ColBERTConfig
     from tokenprune.training import TripleSampler, initialise_model
 
     config = ColBERTConfig.from_dict({**json_object(args.model_config, "--model-config"), "strategy": "none", "k": None})
+    # The CPU, as training's initialisation is saved from CPU tensors; only the thread count is chosen.
+    resolve_device("cpu", args.threads)
     torch.manual_seed(args.seed)
     model = ColBERT.from_backbone(config)
     recorded = initialise_model(model, TripleSampler(args.triples, PreparedDataset(args.data), args.split, 1, args.seed))
