@@ -21,9 +21,10 @@ from tokenprune.strategies import STRATEGY_PATTERN
 # where this machine has GPUs, so `--resources gpu=N` runs N at a time. On a
 # machine without one they are CPU jobs: one thread each, so that `--cores N`
 # runs N side by side, which on 2 cores beats one job on both (a training step
-# takes 2.4 s on one thread and 1.37 s on two: two 1-thread jobs do 20% more
-# work; benchmarks/README, "Jobs side by side"). Cluster profiles set both per
-# rule (profiles/slurm).
+# takes 2.4 s on one thread and 1.37 s on two, yet two 1-thread trainings side
+# by side finish in 18% less time than one after the other on two threads;
+# benchmarks/README, "Jobs side by side"). Cluster profiles set both per rule
+# (profiles/slurm).
 LOCAL_GPUS = visible_gpu_count()
 GPU_PER_TORCH_JOB = 1 if LOCAL_GPUS else 0
 THREADS_PER_TORCH_JOB = 2 if LOCAL_GPUS else 1

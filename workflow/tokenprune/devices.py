@@ -14,6 +14,7 @@ On a cluster the scheduler already hands each job its own GPU
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -53,13 +54,8 @@ def visible_gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         # CUDA stops at the first invalid entry; -1 is the conventional "none".
-        entries = []
-        for entry in visible.split(","):
-            entry = entry.strip()
-            if not entry or entry.startswith("-"):
-                break
-            entries.append(entry)
-        return len(entries)
+        entries = [entry.strip() for entry in visible.split(",")]
+        return len(list(itertools.takewhile(lambda entry: entry and not entry.startswith("-"), entries)))
     executable = shutil.which("nvidia-smi")
     if executable is None:
         return 0
