@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tokenprune.devices import _held, claim_slot, visible_gpu_count
+from tokenprune.devices import _held, cap_cpu_threads, claim_slot, visible_gpu_count
 from tokenprune.errors import TokenpruneError
 
 from conftest import fake_nvidia_smi
@@ -87,3 +87,23 @@ def test_without_cuda_visible_devices_nvidia_smi_counts_gpus_not_mig_instances(
     assert visible_gpu_count() == 0
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert visible_gpu_count() == 0
+
+
+def test_a_jobs_thread_cap_reaches_faiss() -> None:
+    """faiss's OpenMP pool does not follow torch's cap; cap_cpu_threads sets both."""
+    import faiss
+    import torch
+
+    torch_before, faiss_before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        cap_cpu_threads(1, faiss=True)
+        assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == (1, 1)
+    finally:
+        torch.set_num_threads(torch_before)
+        faiss.omp_set_num_threads(faiss_before)
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_a_thread_cap_must_be_positive(threads: int) -> None:
+    with pytest.raises(TokenpruneError, match=f"threads must be positive, got {threads}"):
+        cap_cpu_threads(threads, faiss=True)

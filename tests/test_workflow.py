@@ -103,13 +103,17 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
 
 
 TORCH_RULES = ("train", "index", "posthoc_index", "retrieve")
+FAISS_RULES = ("ann_index", "compress_index", "retrieve_compressed")
 
 
-def job_threads(workdir: Path, environment: dict[str, str]) -> tuple[dict[str, set[tuple[int, int]]], dict[str, int]]:
-    """A local dry run of the default config: (gpu, --threads) of the torch rules' jobs, and every rule's most threads."""
+def job_threads(
+    workdir: Path, environment: dict[str, str], *configfiles: Path
+) -> tuple[dict[str, set[tuple[int, int]]], dict[str, int]]:
+    """A local dry run of the default config (and ``configfiles`` on top): (gpu, --threads) of the
+    torch and faiss rules' jobs, and every rule's most threads."""
     result = subprocess.run(
         ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REPO / "config.yaml")],
+         "--configfile", str(REPO / "config.yaml"), *map(str, configfiles)],
         capture_output=True, text=True, cwd=REPO, env=environment,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -124,7 +128,7 @@ def job_threads(workdir: Path, environment: dict[str, str]) -> tuple[dict[str, s
             threads[rule] = max(threads[rule], int(match[1]))
         elif rule and (match := re.search(r"\bresources: .*\bgpu=(\d+)", line)):
             gpu = int(match[1])
-        elif rule in TORCH_RULES and (match := re.search(r" --threads (\d+) ", line)):
+        elif rule in TORCH_RULES + FAISS_RULES and (match := re.search(r" --threads (\d+) ", line)):
             sizes.setdefault(rule, set()).add((gpu, int(match[1])))
     return sizes, threads
 
@@ -141,6 +145,16 @@ def test_torch_jobs_ask_for_a_gpu_only_where_the_machine_has_one(tmp_path: Path)
     assert sizes == {rule: {(0, 1)} for rule in TORCH_RULES}
     # No job asks for more: a 2-thread job waits for both cores to be free at once, which a stream of 1-thread
     # jobs never leaves (compute_idf once waited 53 minutes, and the idf models with it).
+    assert {rule for rule, most in threads.items() if most > 1} == set()
+
+
+def test_faiss_jobs_run_on_the_threads_they_declare(tmp_path: Path) -> None:
+    """ANN and compression jobs are 1-thread jobs on a CPU-only machine and pass that cap on to faiss."""
+    layered = tmp_path / "ann_and_compression.yaml"
+    layered.write_text("retrieval: {modes: [exact, ann]}\ncompression: {bits: [2]}\n")
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    sizes, threads = job_threads(tmp_path / "study", environment, layered)
+    assert {rule: sizes.get(rule) for rule in FAISS_RULES} == {rule: {(0, 1)} for rule in FAISS_RULES}
     assert {rule for rule, most in threads.items() if most > 1} == set()
 
 

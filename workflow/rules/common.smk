@@ -20,14 +20,16 @@ from tokenprune.strategies import STRATEGY_PATTERN
 # The torch stages (train, index, posthoc_index, retrieve) ask for one GPU each
 # where this machine has GPUs, so `--resources gpu=N` runs N at a time. On a
 # machine without one they are CPU jobs: one thread each, so that `--cores N`
-# runs N side by side, which on 2 cores beats one job on both (a training step
+# runs N side by side; so are the faiss stages (ann_index, compress_index),
+# since a 2-thread job waits for two free cores, which a stream of 1-thread jobs
+# never leaves. Side by side beats one job on both cores (a training step
 # takes 2.4 s on one thread and 1.37 s on two, yet two 1-thread trainings side
 # by side finish in 18% less time than one after the other on two threads;
 # benchmarks/README, "Jobs side by side"). Cluster profiles set both per rule
 # (profiles/slurm).
 LOCAL_GPUS = visible_gpu_count()
 GPU_PER_TORCH_JOB = 1 if LOCAL_GPUS else 0
-THREADS_PER_TORCH_JOB = 2 if LOCAL_GPUS else 1
+THREADS_PER_COMPUTE_JOB = 2 if LOCAL_GPUS else 1
 
 # Path templates: the rules build every path the library reads or writes.
 from tokenprune.layout import (

@@ -15,7 +15,7 @@ rule index:
         strategy=own_index_pattern(),
     conda:
         "../../envs/retrieval.yaml"
-    threads: THREADS_PER_TORCH_JOB
+    threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("index", "mem_mb"),
@@ -63,7 +63,7 @@ rule posthoc_index:
         corpus=posthoc_corpora_pattern(sharded=False),
     conda:
         "../../envs/retrieval.yaml"
-    threads: THREADS_PER_TORCH_JOB
+    threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("posthoc_index", "mem_mb"),
@@ -131,7 +131,7 @@ rule ann_index:
         "results/benchmarks/ann_index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     conda:
         "../../envs/retrieval.yaml"
-    threads: 2
+    threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=0,
         mem_mb=job_resource("ann_index", "mem_mb"),
@@ -142,7 +142,7 @@ rule ann_index:
         nbits=config["retrieval"]["ann"]["nbits"],
     shell:
         "tokenprune ann-index --index {input} --nlist {params.nlist} --m {params.m}"
-        " --nbits {params.nbits} --output {output} > {log} 2>&1"
+        " --nbits {params.nbits} --threads {threads} --output {output} > {log} 2>&1"
 
 
 rule compress_index:
@@ -157,7 +157,7 @@ rule compress_index:
         "results/benchmarks/compress_index/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}.tsv"
     conda:
         "../../envs/retrieval.yaml"
-    threads: 2
+    threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=0,
         mem_mb=job_resource("compress_index", "mem_mb"),
@@ -167,4 +167,4 @@ rule compress_index:
         sample_vectors=COMPRESSION["sample_vectors"],
     shell:
         "tokenprune compress-index --index {input} --bits {wildcards.bits} --centroids {params.centroids}"
-        " --sample-vectors {params.sample_vectors} --output {output} > {log} 2>&1"
+        " --sample-vectors {params.sample_vectors} --threads {threads} --output {output} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule retrieve:
         "results/benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
     conda:
         "../../envs/retrieval.yaml"
-    threads: THREADS_PER_TORCH_JOB
+    threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("retrieve", "mem_mb"),

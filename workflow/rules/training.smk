@@ -72,7 +72,7 @@ if TRAIN["models_dir"] is None:
             strategy=TRAINED_STRATEGY,
         conda:
             "../../envs/train.yaml"
-        threads: THREADS_PER_TORCH_JOB
+        threads: THREADS_PER_COMPUTE_JOB
         resources:
             gpu=GPU_PER_TORCH_JOB,
             mem_mb=job_resource("train", "mem_mb"),
@@ -102,7 +102,7 @@ if TRAIN["models_dir"] is None:
             "logs/initial_model/{dataset}/seed{seed}.log",
         conda:
             "../../envs/train.yaml"
-        threads: THREADS_PER_TORCH_JOB
+        threads: THREADS_PER_COMPUTE_JOB
         resources:
             gpu=0,
             mem_mb=8000,

@@ -129,17 +129,35 @@ def claim_cuda_device(lock_dir: str | Path | None = None) -> torch.device:
     return torch.device(f"cuda:{position}")
 
 
+def cap_cpu_threads(threads: int | None, *, faiss: bool = False) -> None:
+    """Hold a job to the ``threads`` CPU threads its rule declared (``None``: every core).
+
+    Caps torch's threads and, with ``faiss``, faiss's OpenMP pool, which does
+    not follow torch's cap: an ANN or compression job declared with one
+    thread would otherwise run on every core, beside the other jobs
+    Snakemake placed there.
+    """
+    if threads is None:
+        return
+    if threads <= 0:
+        raise TokenpruneError(f"threads must be positive, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+    if faiss:
+        import faiss as faiss_library
+
+        faiss_library.omp_set_num_threads(threads)
+
+
 def resolve_device(name: str, threads: int | None = None) -> torch.device:
     """The device a stage runs on: ``auto`` (a free GPU when one is visible, else the CPU), ``cpu`` or ``cuda[:N]``.
 
-    ``threads`` (when given) caps torch's CPU threads first.
+    ``threads`` (when given) caps torch's CPU threads first (:func:`cap_cpu_threads`).
     """
     import torch
 
-    if threads is not None:
-        if threads <= 0:
-            raise TokenpruneError(f"threads must be positive, got {threads}")
-        torch.set_num_threads(threads)
+    cap_cpu_threads(threads)
     if name == "auto":
         # Several GPU jobs on one multi-GPU machine: each claims a different GPU.
         return claim_cuda_device() if torch.cuda.is_available() else torch.device("cpu")

@@ -167,7 +167,7 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N]."
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch, and for faiss where the stage uses it (default: all cores).")
 
 
 def _compute_device(args: argparse.Namespace) -> torch.device:
@@ -361,13 +361,16 @@ def _ann_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m", type=int, required=True, help="PQ sub-quantisers (must divide dim).")
     parser.add_argument("--nbits", type=int, required=True, help="Bits per PQ code.")
     parser.add_argument("--flat", action="store_true", help="IVF-Flat (exact codes) instead of IVF-PQ.")
+    parser.add_argument("--threads", type=int, help="CPU threads for faiss (default: all cores).")
     parser.add_argument("--output", required=True, type=Path, help="faiss index file to write.")
 
 
 def _ann_index(args: argparse.Namespace) -> None:
+    from tokenprune.devices import cap_cpu_threads
     from tokenprune.index import PrunedIndex
     from tokenprune.search import build_ann_index, save_ann_index
 
+    cap_cpu_threads(args.threads, faiss=True)
     ann = build_ann_index(PrunedIndex(args.index), nlist=args.nlist, m=args.m, nbits=args.nbits, flat=args.flat)
     save_ann_index(ann, args.output)
     log.info("ANN index with nlist=%d written to %s", ann.nlist, args.output)
@@ -378,12 +381,15 @@ def _compress_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, required=True, help="Bits per dimension of the residual codes (1-8).")
     parser.add_argument("--centroids", type=int, required=True, help="Coarse centroids (capped at the vectors).")
     parser.add_argument("--sample-vectors", type=int, required=True, help="Vectors sampled to train the codec.")
+    parser.add_argument("--threads", type=int, help="CPU threads for faiss (default: all cores).")
     parser.add_argument("--output", required=True, type=Path, help="Compressed index folder to write.")
 
 
 def _compress_index(args: argparse.Namespace) -> None:
     from tokenprune.compression import compress_index
+    from tokenprune.devices import cap_cpu_threads
 
+    cap_cpu_threads(args.threads, faiss=True)
     compress_index(args.index, args.output, bits=args.bits, centroids=args.centroids, sample_vectors=args.sample_vectors)
 
 
@@ -406,6 +412,7 @@ def _retrieve(args: argparse.Namespace) -> None:
     import time
 
     from tokenprune.data import PreparedDataset
+    from tokenprune.devices import cap_cpu_threads
     from tokenprune.index import PrunedIndex
     from tokenprune.model import ColBERT
     from tokenprune.search import ann_search, encode_query_set, exact_search, faiss_backend, load_ann_index, write_trec_run
@@ -414,6 +421,9 @@ def _retrieve(args: argparse.Namespace) -> None:
         raise TokenpruneError(f"--depth must be positive, got {args.depth}")
     model = ColBERT.load(args.model, device=_compute_device(args)).eval()
     index = PrunedIndex(args.index)
+    if args.mode == "ann" or index.is_compressed:
+        # faiss probes the ANN index and decodes compressed rows on a thread pool of its own.
+        cap_cpu_threads(args.threads, faiss=True)
     queries = PreparedDataset(args.data).queries(args.split)
     query_ids = list(queries)
     began = time.perf_counter()
