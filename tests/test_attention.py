@@ -84,9 +84,11 @@ def test_recomputed_last_layer_attention_equals_the_eager_kernels_weights() -> N
         ours = model.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         reference = eager(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
         recomputed = last_layer_attention(model.backbone, ours.hidden_states[-2], attention_mask)
-    assert torch.allclose(ours.last_hidden_state, reference.last_hidden_state, atol=1e-5)
     real = attention_mask.bool()
-    # Rows of padding tokens are never read (the selector sums real rows only); real rows must agree.
+    # Outputs at padding positions are never read (selection and MaxSim mask them), and kernels differ there:
+    # on an AMX CPU the SDPA and eager kernels put them 5e-5 apart, while real tokens agree to 3e-6.
+    assert torch.allclose(ours.last_hidden_state[real], reference.last_hidden_state[real], atol=1e-5)
+    # Rows of padding tokens are never read either (the selector sums real rows only); real rows must agree.
     assert torch.allclose(recomputed.permute(0, 2, 1, 3)[real], reference.attentions[-1].permute(0, 2, 1, 3)[real], atol=1e-5)
 
 
