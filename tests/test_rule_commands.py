@@ -76,8 +76,8 @@ def second_defaults(arguments: list[str], parser: argparse.ArgumentParser) -> li
 @pytest.mark.parametrize(
     "configfiles",
     [("config.yaml",), ("configs/paper-msmarco.yaml",), ("configs/beir-zeroshot.yaml",), ("config.yaml", "configs/seeds.yaml"),
-     ("config.yaml", "configs/compression.yaml")],
-    ids=["default", "paper", "beir-zeroshot", "seeds", "compression"],
+     ("config.yaml", "configs/seeds-k10.yaml"), ("config.yaml", "configs/compression.yaml")],
+    ids=["default", "paper", "beir-zeroshot", "seeds", "seeds-k10", "compression"],
 )
 def test_rules_pass_every_option_the_cli_defaults(tmp_path: Path, configfiles: tuple[str, ...]) -> None:
     parsers = subcommand_parsers()
