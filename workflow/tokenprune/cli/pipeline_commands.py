@@ -217,13 +217,13 @@ def _initial_model(args: argparse.Namespace) -> None:
     import torch
 
     from tokenprune.data import PreparedDataset
-    from tokenprune.devices import resolve_device
+    from tokenprune.devices import cap_cpu_threads
     from tokenprune.model import ColBERT, ColBERTConfig
     from tokenprune.training import TripleSampler, initialise_model
 
     config = ColBERTConfig.from_dict({**json_object(args.model_config, "--model-config"), "strategy": "none", "k": None})
-    # The CPU, as training's initialisation is saved from CPU tensors; only the thread count is chosen.
-    resolve_device("cpu", args.threads)
+    # Always the CPU, as training's initialisation is saved from CPU tensors; only the thread count is chosen.
+    cap_cpu_threads(args.threads)
     torch.manual_seed(args.seed)
     model = ColBERT.from_backbone(config)
     recorded = initialise_model(model, TripleSampler(args.triples, PreparedDataset(args.data), args.split, 1, args.seed))
