@@ -55,7 +55,8 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c.update(metrics=["nDCG@10", "nDGC@10"]), ["'nDGC@10'", "ir_measures"]),
         (lambda c: c["train"].update(dataset="msmarco"), ["'msmarco'", "['adi', 'cranfield', 'med', 'scifact', 'vaswani']"]),
         (lambda c: c["evaluate"].append({"dataset": "scifact", "split": "dev"}), ["'dev'", "'test', 'train'"]),
-        (lambda c: c["datasets"]["scifact"].pop("irds_id"), ["'datasets.scifact'"]),
+        # Neither a download id nor a folder to read: nothing to open.
+        (lambda c: [c["datasets"]["scifact"].pop(key) for key in ("irds_id", "offline_folder")], ["'datasets.scifact'"]),
     ],
 )
 def test_bad_values_are_rejected_with_key_and_allowed_values(default_config: dict, mutate, expected: list[str]) -> None:

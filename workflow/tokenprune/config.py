@@ -67,7 +67,15 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     # Snakemake's validator is the one the workflow uses; here it fills in the schema's defaults.
     validate(config, str(SCHEMA_PATH), set_default=True)
     check_references(config)
+    resolve_zero_shot(config)
     return config
+
+
+def resolve_zero_shot(config: dict[str, Any]) -> None:
+    """Fill each evaluation set's ``zero_shot: null`` in place: zero-shot unless it is the training dataset."""
+    for evaluation in config["evaluate"]:
+        if evaluation.get("zero_shot") is None:
+            evaluation["zero_shot"] = evaluation["dataset"] != config["train"]["dataset"]
 
 
 def describe_path(path: Iterable[str | int]) -> str:

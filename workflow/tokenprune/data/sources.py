@@ -217,6 +217,11 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
     if offline is not None and (offline / "corpus.jsonl").is_file():
         return BeirFolder(offline, spec)
     if not spec.irds_id:
+        if offline is None:
+            raise TokenpruneError(
+                f"dataset {spec.name!r} is read from the offline folder {spec.offline_folder!r} only: set "
+                f"{OFFLINE_DATA_ENV} (or offline_data_dir) to the folder that holds it"
+            )
         raise TokenpruneError(f"dataset {spec.name!r}: no BEIR folder found at {str(offline)!r} and no irds_id to fall back on")
     if offline is not None:
         if not offline.is_dir():

@@ -63,8 +63,10 @@ class DatasetSpec:
         Keys that belong to other stages (e.g. ``query_max_length``) are
         kept in :attr:`extra`.
         """
-        if not any(entry.get(key) for key in ("irds_id", "beir_folder", "classic")):
-            raise TokenpruneError(f"dataset {name!r}: set 'irds_id', 'beir_folder' or 'classic' (none is given)")
+        if not any(entry.get(key) for key in ("irds_id", "beir_folder", "classic", "offline_folder")):
+            raise TokenpruneError(
+                f"dataset {name!r}: set 'irds_id', 'beir_folder', 'classic' or 'offline_folder' (none is given)"
+            )
         if not entry.get("splits"):
             raise TokenpruneError(f"dataset {name!r}: 'splits' is empty; name at least one split")
         known = {"irds_id", "beir_folder", "offline_folder", "splits", "document_fields", "relevance_gain", "classic", "classic_folder"}
