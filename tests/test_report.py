@@ -16,7 +16,8 @@ from tokenprune.reporting import diagnostics, plots, tables
 from tokenprune.reporting.paper import paper_values, published_results
 from tokenprune.reporting.report_files import summarize, token_diagnostics
 from tokenprune.reporting.summary import SystemFiles
-from tokenprune.reporting.summary import SystemResult, compare_methods, holm_adjust, paired_t_test
+from tokenprune.reporting.statistics import holm_adjust, paired_test
+from tokenprune.reporting.summary import SystemResult, compare_methods
 
 QUERIES = [f"q{i}" for i in range(40)]
 RNG = np.random.default_rng(7)
@@ -54,17 +55,9 @@ def test_holm_adjustment_matches_a_hand_computation() -> None:
     assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1])
 
 
-def test_paired_t_test_equals_the_textbook_formula() -> None:
-    a = pd.Series([0.5, 0.7, 0.2, 0.9, 0.4], index=list("abcde"))
-    b = pd.Series([0.4, 0.5, 0.3, 0.6, 0.1], index=list("abcde"))
-    d = (a - b).to_numpy()
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
-    assert paired_t_test(a, b) == pytest.approx(2 * stats.t.sf(abs(t), len(d) - 1))
-    assert paired_t_test(a, a) == 1.0
-    assert paired_t_test(a + 0.1, a) == 0.0
-    # A query the method did not answer counts as 0 on its side.
-    partial = a.drop("e")
-    assert paired_t_test(partial, b) == pytest.approx(paired_t_test(a.where(a.index != "e", 0.0), b))
+def query_p(values: pd.Series, reference: pd.Series) -> float:
+    """The one-seed paired test (tests/test_statistics.py checks it against scipy)."""
+    return paired_test({0: values}, {0: reference}).p_mixed
 
 
 def test_aggregation_means_deltas_and_significance(synthetic: list[SystemResult]) -> None:
@@ -97,16 +90,21 @@ def test_holm_family_is_the_compared_methods(synthetic: list[SystemResult]) -> N
     table = comparison.table.set_index("method")
     per_method = {r.system.method: r.per_query["nDCG@10"] for r in synthetic}
     reference = per_method["sci/none/kall"]
+    # Two seeds, each a constant shift (-0.1, -0.2) from the one-seed baseline: over queries the
+    # difference is certain, over seeds it is a t-test of [-0.1, -0.2] on one degree of freedom.
+    unused_seeds = stats.ttest_1samp([-0.1, -0.2], 0.0).pvalue
     raw = {
-        "first": paired_t_test(per_method["sci/first/k10"], reference),
-        "idf": paired_t_test(per_method["sci/idf/k10"], reference),
-        # Two seeds: the test pairs the per-query mean over seeds.
-        "unused": paired_t_test(per_query(BASE - 0.15)["nDCG@10"], reference),
-        "BM25": paired_t_test(per_method["bm25"], reference),
+        "first": query_p(per_method["sci/first/k10"], reference),
+        "idf": query_p(per_method["sci/idf/k10"], reference),
+        "unused": unused_seeds,
+        "BM25": query_p(per_method["bm25"], reference),
     }
     expected = dict(zip(raw, holm_adjust(list(raw.values())), strict=True))
     for method, value in expected.items():
         assert table.loc[method, "nDCG@10 p_holm"] == pytest.approx(value)
+    assert table.loc["unused", "nDCG@10 p_query"] == 0.0
+    assert table.loc["unused", "nDCG@10 p_seed"] == pytest.approx(unused_seeds)
+    assert table.loc["unused", "nDCG@10 p_mixed"] == pytest.approx(unused_seeds)
 
 
 def test_missing_measure_names_the_system(synthetic: list[SystemResult]) -> None:
@@ -197,6 +195,7 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
         "comparison.md",
         "comparison.tex",
         "inloop_vs_posthoc.csv",
+        "strategy_pairs.csv",
     ]
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
@@ -408,12 +407,19 @@ def test_in_loop_minus_post_hoc_is_tested_per_strategy_and_k() -> None:
     assert list(contrast.index) == ["first", "idf"]
     assert contrast.loc["first", "delta"] == pytest.approx(loop_first.mean() - post_first.mean())
     raw = [stats.ttest_rel(loop_first, post_first).pvalue, stats.ttest_rel(loop_idf, post_idf).pvalue]
-    np.testing.assert_allclose(contrast["p"], raw)
+    np.testing.assert_allclose(contrast["p_query"], raw)
+    np.testing.assert_allclose(contrast["p_mixed"], raw)
+    assert contrast["p_seed"].isna().all() and list(contrast["seeds"]) == [1, 1]
     np.testing.assert_allclose(contrast["p_holm"], holm_adjust(raw))
     assert bool(contrast.loc["first", "significant"]) and not bool(contrast.loc["idf", "significant"])
     markdown = tables.to_markdown(comparison)
     assert "In the training loop vs post hoc" in markdown and "first (post-hoc)" in markdown
-    assert "Holm-corrected across the 2 strategy-k pairs" in markdown
+    assert "Holm-corrected across the 2 strategies of each k and measure" in markdown
+    # Strategy against strategy at one k: first minus idf, one pair.
+    pairs = comparison.pairs
+    assert list(zip(pairs["strategy"], pairs["versus"], strict=True)) == [("first", "idf")]
+    assert pairs["delta"].iloc[0] == pytest.approx(loop_first.mean() - loop_idf.mean())
+    assert pairs["p_mixed"].iloc[0] == pytest.approx(stats.ttest_rel(loop_first, loop_idf).pvalue)
 
 
 def test_post_hoc_rows_are_hollow_markers_in_the_strategy_colour() -> None:

@@ -57,12 +57,17 @@ CHECKPOINT_DIR = "results/checkpoints/" + MODEL_ID
 COMPARISON_STEM = "comparison"
 # In-loop minus post-hoc, per strategy and k, beside the comparison table.
 CONTRAST_STEM = "inloop_vs_posthoc"
+# Every pair of in-loop strategies at one k, tested.
+PAIRS_STEM = "strategy_pairs"
 TRADEOFF_STEM = "index_size_vs_{slug}"
 LOSS_STEM = "training_loss"
 POSITIONS_STEM = "kept_positions"
 TOP_TOKENS_STEM = "kept_tokens"
 COMPARISON = f"{SUMMARY_DIR}/{COMPARISON_STEM}"
 CONTRAST = f"{SUMMARY_DIR}/{CONTRAST_STEM}"
+PAIRS = f"{SUMMARY_DIR}/{PAIRS_STEM}"
+# The verdicts on the paper's claims, over every evaluation set of the study.
+CLAIMS = "results/summary/claims"
 TRAINING_LOSS = f"{TRAINING_SUMMARY_DIR}/{LOSS_STEM}"
 # Where the kept tokens sit and which they are, per searched collection.
 DIAGNOSTICS_DIR = "results/summary/{corpus}/diagnostics"

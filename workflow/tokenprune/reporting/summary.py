@@ -5,8 +5,18 @@ aggregate metrics JSON and a per-query TSV from the ``evaluate`` stage, and
 each dense system an ``index_stats.json``. :func:`compare_methods` turns them
 into the table of the paper's Table 2: % of tokens kept, index size, each
 measure, its difference from the unpruned trained baseline, and whether that
-difference is significant (paired two-sided t-test on per-query values,
-Holm-corrected across the compared methods, per measure).
+difference is significant.
+
+Every paired comparison reports three tests (:mod:`tokenprune.reporting.statistics`):
+over queries, over seeds, and a mixed model with query and seed as crossed
+random effects. The mixed model decides (``p_holm``, ``significant``), each
+within a fixed family:
+
+- against the baseline: every other method of the table, per measure;
+- in the loop vs post hoc (:func:`in_loop_contrast`): the strategies with both
+  forms at one k, per measure;
+- strategy vs strategy (:func:`strategy_pairs`): every pair of in-loop
+  strategies at one k, per measure.
 """
 
 from __future__ import annotations
@@ -19,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.index import STATS_FILE
 from tokenprune.layout import System
+from tokenprune.reporting.statistics import PairedTest, holm_adjust, paired_test
 
 METHOD_LABELS = {
     "bm25": "BM25",
@@ -131,44 +141,6 @@ def load_system_results(files: Sequence[SystemFiles]) -> list[SystemResult]:
     return results
 
 
-def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control), in the input order.
-
-    The i-th smallest p-value is multiplied by (m - i), made monotone by a
-    running maximum and capped at 1. ``nan`` entries are left out of the family
-    and stay ``nan``.
-    """
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, position in enumerate(order):
-        running = max(running, (m - rank) * p[position])
-        adjusted[position] = min(1.0, running)
-    return adjusted
-
-
-def paired_t_test(values: pd.Series, reference: pd.Series) -> float:
-    """Two-sided paired t-test p-value over the union of queries (a query missing from one side scores 0).
-
-    Identical per-query values give p = 1 (no evidence of a difference) and a
-    constant non-zero difference p = 0, where scipy would divide by a zero
-    variance.
-    """
-    queries = values.index.union(reference.index)
-    a = values.reindex(queries, fill_value=0.0).to_numpy(dtype=float)
-    b = reference.reindex(queries, fill_value=0.0).to_numpy(dtype=float)
-    differences = a - b
-    if np.allclose(differences, 0.0):
-        return 1.0
-    if np.ptp(differences) <= 1e-9 * max(1.0, float(np.abs(differences).max())):
-        # The same non-zero difference on every query: no variance, a certain difference.
-        return 0.0
-    return float(stats.ttest_rel(a, b).pvalue)
-
-
 @dataclass
 class Comparison:
     """The comparison of every method on one evaluation set.
@@ -179,8 +151,11 @@ class Comparison:
         One row per method. Columns: ``method``, ``kind``, ``strategy``, ``k``,
         ``seeds``, ``percent_tokens_kept``, ``index_mib``, and per measure ``m``:
         ``m`` (mean over seeds), ``m std`` (sample std over seeds, ``nan`` for
-        one seed), ``m delta`` (minus the baseline), ``m p_holm``,
-        ``m significant`` and ``m paper`` (the published value, ``nan`` if none).
+        one seed), ``m delta`` (minus the baseline), the three tests' raw
+        ``m p_query``, ``m p_seed``, ``m p_mixed``, the mixed model's ``m se``
+        and ``m df``, ``m p_holm`` (the mixed model's, Holm-corrected over
+        the compared methods), ``m significant`` and ``m paper`` (the
+        published value, ``nan`` if none).
     measures
         Measure names, in table order.
     queries
@@ -197,6 +172,8 @@ class Comparison:
         Distinct numbers of seeds of the trained methods.
     contrast
         In-loop minus post-hoc, per strategy, k and measure (:func:`in_loop_contrast`).
+    pairs
+        Every pair of in-loop strategies at one k, per measure (:func:`strategy_pairs`).
     """
 
     table: pd.DataFrame
@@ -210,6 +187,7 @@ class Comparison:
     paper_source: str | None = None
     seed_counts: list[int] = field(default_factory=list)
     contrast: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def baseline_label(self) -> str | None:
@@ -259,11 +237,7 @@ def compare_methods(
         raise TokenpruneError("no systems to compare")
     _check_measures(results, measures)
     by_method, baseline = _group_by_method(results)
-    # Per-query values averaged over seeds: the unit of the paired test is the query.
-    per_query = {
-        method: pd.concat([r.per_query[list(measures)] for r in group]).groupby(level=0).mean()
-        for method, group in by_method.items()
-    }
+    per_seed = {method: _per_seed(group, measures) for method, group in by_method.items()}
     strategy_order: dict[str, int] = {}
     for result in results:
         strategy_order.setdefault(result.system.strategy, len(strategy_order))
@@ -271,17 +245,20 @@ def compare_methods(
     table = pd.DataFrame([_method_row(by_method[method], measures, paper) for method in methods])
     table["k"] = table["k"].astype("Int64")
     compared_methods = [method for method in methods if method != baseline]
-    _test_against_baseline(table, methods, baseline, per_query, measures, alpha)
+    _test_against_baseline(table, methods, baseline, per_seed, measures, alpha)
     ordered = ["method", "kind", "selection", "storage", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
     for name in measures:
-        ordered += [name, f"{name} std", f"{name} delta", f"{name} p_holm", f"{name} significant", f"{name} paper"]
-    queries = len(per_query[baseline]) if baseline else max(len(frame) for frame in per_query.values())
+        ordered += [name, f"{name} std", f"{name} delta"]
+        ordered += [f"{name} {column}" for column in ("p_query", "p_seed", "p_mixed", "se", "df", "p_holm")]
+        ordered += [f"{name} significant", f"{name} paper"]
+    queries = _query_count(per_seed[baseline]) if baseline else max(map(_query_count, per_seed.values()))
     sources = None
     if paper is not None and not paper.empty:
         sources = ", ".join(sorted(set(paper["source"])))
     return Comparison(
         table=table[ordered],
-        contrast=in_loop_contrast(by_method, per_query, measures, alpha),
+        contrast=in_loop_contrast(by_method, per_seed, measures, alpha),
+        pairs=strategy_pairs(by_method, per_seed, measures, alpha, strategy_order),
         measures=list(measures),
         queries=queries,
         alpha=alpha,
@@ -346,59 +323,146 @@ def _method_row(group: Sequence[SystemResult], measures: Sequence[str], paper: p
     return row
 
 
+PerSeed = dict[str, dict[int, pd.Series]]
+"""Per measure, each seed's per-query values of one method."""
+
+
+def _per_seed(group: Sequence[SystemResult], measures: Sequence[str]) -> PerSeed:
+    """The per-query values of each seed of one method, per measure."""
+    seeds = [result.system.seed for result in group]
+    if len(set(seeds)) != len(seeds):
+        raise TokenpruneError(f"method {group[0].system.method!r} has several results for one seed: {sorted(seeds)}")
+    return {name: {result.system.seed: result.per_query[name] for result in group} for name in measures}
+
+
+def _query_count(per_seed: PerSeed) -> int:
+    queries = pd.Index([])
+    for values in next(iter(per_seed.values())).values():
+        queries = queries.union(values.index)
+    return len(queries)
+
+
+#: Columns each paired test adds, after the two means and ``delta``.
+TEST_COLUMNS = ["seed_deltas", "p_query", "p_seed", "p_mixed", "se", "df", "p_holm", "significant", "queries", "seeds"]
+
+
+def _test_columns(test: PairedTest) -> dict[str, Any]:
+    """The test's columns but ``p_holm`` and ``significant``, which need the whole family."""
+    return {
+        "seed_deltas": test.seed_deltas_text(), "p_query": test.p_query, "p_seed": test.p_seed,
+        "p_mixed": test.p_mixed, "se": test.se, "df": test.df, "queries": test.queries, "seeds": test.seeds,
+    }  # fmt: skip
+
+
+def _holm_within(rows: list[dict[str, Any]], family: Sequence[str], alpha: float) -> None:
+    """Fill ``p_holm`` and ``significant`` of ``rows`` in place: Holm over p_mixed within each family key."""
+    families: dict[tuple, list[int]] = {}
+    for position, row in enumerate(rows):
+        families.setdefault(tuple(row[key] for key in family), []).append(position)
+    for positions in families.values():
+        adjusted = holm_adjust([rows[position]["p_mixed"] for position in positions])
+        for position, p_holm in zip(positions, adjusted, strict=True):
+            rows[position]["p_holm"] = float(p_holm)
+            rows[position]["significant"] = bool(p_holm < alpha)
+
+
 def _test_against_baseline(
-    table: pd.DataFrame, methods: list[str], baseline: str | None, per_query: dict[str, pd.DataFrame],
+    table: pd.DataFrame, methods: list[str], baseline: str | None, per_seed: dict[str, PerSeed],
     measures: Sequence[str], alpha: float,
 ) -> None:  # fmt: skip
-    """Fill each measure's delta, Holm-adjusted p-value and significance against the baseline, in place."""
+    """Fill each measure's delta, tests, Holm-adjusted p-value and significance against the baseline, in place."""
     compared_methods = [method for method in methods if method != baseline]
     for name in measures:
-        table[f"{name} delta"] = np.nan
-        table[f"{name} p_holm"] = np.nan
+        for column in ("delta", "p_query", "p_seed", "p_mixed", "se", "df", "p_holm"):
+            table[f"{name} {column}"] = np.nan
         table[f"{name} significant"] = False
         if baseline is None:
             continue
-        reference = per_query[baseline][name]
-        raw = [paired_t_test(per_query[method][name], reference) for method in compared_methods]
-        adjusted = dict(zip(compared_methods, holm_adjust(raw), strict=True))
+        tests = {method: paired_test(per_seed[method][name], per_seed[baseline][name]) for method in compared_methods}
+        adjusted = dict(zip(compared_methods, holm_adjust([tests[m].p_mixed for m in compared_methods]), strict=True))
         baseline_value = table.loc[methods.index(baseline), name]
         for position, method in enumerate(methods):
             table.loc[position, f"{name} delta"] = table.loc[position, name] - baseline_value
             if method in adjusted:
+                test = tests[method]
+                for column in ("p_query", "p_seed", "p_mixed", "se", "df"):
+                    table.loc[position, f"{name} {column}"] = getattr(test, column)
                 table.loc[position, f"{name} p_holm"] = adjusted[method]
                 table.loc[position, f"{name} significant"] = bool(adjusted[method] < alpha)
 
 
-CONTRAST_COLUMNS = ["strategy", "k", "measure", "in-loop", "post-hoc", "delta", "p", "p_holm", "significant", "queries"]
+CONTRAST_COLUMNS = ["strategy", "k", "measure", "in-loop", "post-hoc", "delta", *TEST_COLUMNS]
+
+
+def _mean_measure(group: Sequence[SystemResult], measure: str) -> float:
+    return float(np.mean([result.measures[measure] for result in group]))
 
 
 def in_loop_contrast(
-    by_method: dict[str, list[SystemResult]], per_query: dict[str, pd.DataFrame], measures: Sequence[str], alpha: float
+    by_method: dict[str, list[SystemResult]], per_seed: dict[str, PerSeed], measures: Sequence[str], alpha: float
 ) -> pd.DataFrame:
     """The paper's claim, tested: for each strategy and k, selection in the training loop minus the same selection
     applied post hoc to the trained baseline's vectors.
 
-    One row per (strategy, k, measure) where both exist: the two means,
-    their difference, the paired two-sided t-test over queries (per-query
-    values averaged over seeds) and its Holm correction across the
-    (strategy, k) pairs of each measure. Float16 indexes only: compression
-    is a separate axis.
+    One row per (strategy, k, measure) where both exist: the two means (over
+    seeds), their difference, the per-seed differences (in-loop seed s
+    against the selection on baseline seed s), the three paired tests, and the
+    mixed model's p Holm-corrected over the strategies of one k and measure
+    (a family that does not grow when a study adds budgets). Float16 indexes
+    only: compression is a separate axis.
     """
     uncompressed = {method: group for method, group in by_method.items() if group[0].system.bits is None}
     in_loop = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "pruned"}
     post_hoc = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "posthoc"}
-    pairs = [pair for pair in in_loop if pair in post_hoc]
     rows = []
     for name in measures:
-        raw = [paired_t_test(per_query[in_loop[pair]][name], per_query[post_hoc[pair]][name]) for pair in pairs]
-        for pair, p, p_holm in zip(pairs, raw, holm_adjust(raw), strict=True):
-            ours = float(np.mean([r.measures[name] for r in by_method[in_loop[pair]]]))
-            theirs = float(np.mean([r.measures[name] for r in by_method[post_hoc[pair]]]))
-            queries = per_query[in_loop[pair]].index.union(per_query[post_hoc[pair]].index)
-            rows.append([*pair, name, ours, theirs, ours - theirs, p, p_holm, bool(p_holm < alpha), len(queries)])
+        for pair in (pair for pair in in_loop if pair in post_hoc):
+            ours, theirs = in_loop[pair], post_hoc[pair]
+            test = paired_test(per_seed[ours][name], per_seed[theirs][name])
+            row = {"strategy": pair[0], "k": pair[1], "measure": name}
+            row |= {"in-loop": _mean_measure(by_method[ours], name), "post-hoc": _mean_measure(by_method[theirs], name)}
+            rows.append(row | {"delta": row["in-loop"] - row["post-hoc"], **_test_columns(test)})
+    _holm_within(rows, ("k", "measure"), alpha)
     contrast = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     contrast["k"] = contrast["k"].astype("Int64")
     return contrast
+
+
+PAIR_COLUMNS = ["k", "measure", "strategy", "versus", "mean", "versus mean", "delta", *TEST_COLUMNS]
+
+
+def strategy_pairs(
+    by_method: dict[str, list[SystemResult]], per_seed: dict[str, PerSeed], measures: Sequence[str], alpha: float,
+    strategy_order: dict[str, int],
+) -> pd.DataFrame:  # fmt: skip
+    """Every pair of strategies trained in the loop at one k: ``strategy`` minus ``versus``.
+
+    One row per unordered pair (in the study's strategy order), k and measure,
+    with the three paired tests (seed s against seed s) and the mixed model's
+    p Holm-corrected over all pairs of one k and measure. Float16 indexes only.
+    """
+    in_loop = {
+        (group[0].system.k, group[0].system.strategy): method
+        for method, group in by_method.items()
+        if group[0].system.kind == "pruned" and group[0].system.bits is None
+    }
+    budgets = sorted({k for k, _ in in_loop}, reverse=True)
+    rows = []
+    for name in measures:
+        for k in budgets:
+            strategies = sorted((s for budget, s in in_loop if budget == k), key=lambda s: strategy_order.get(s, 99))
+            for position, strategy in enumerate(strategies):
+                for versus in strategies[position + 1 :]:
+                    ours, theirs = in_loop[(k, strategy)], in_loop[(k, versus)]
+                    test = paired_test(per_seed[ours][name], per_seed[theirs][name])
+                    row = {"k": k, "measure": name, "strategy": strategy, "versus": versus}
+                    row |= {"mean": _mean_measure(by_method[ours], name)}
+                    row |= {"versus mean": _mean_measure(by_method[theirs], name)}
+                    rows.append(row | {"delta": row["mean"] - row["versus mean"], **_test_columns(test)})
+    _holm_within(rows, ("k", "measure"), alpha)
+    pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    pairs["k"] = pairs["k"].astype("Int64")
+    return pairs
 
 
 def _paper_value(paper: pd.DataFrame | None, system: System, measure: str) -> float:

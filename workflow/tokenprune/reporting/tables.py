@@ -18,7 +18,7 @@ import pandas as pd
 
 from tokenprune.io import atomic_file
 from tokenprune.reporting.paper import PAPER_LABEL
-from tokenprune.layout import CONTRAST_STEM
+from tokenprune.layout import CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.summary import Comparison
 
 TABLE_FORMATS = ("csv", "md", "html", "tex")
@@ -102,9 +102,9 @@ def footnote(comparison: Comparison, fmt: str = "md") -> str:
         parts.append(
             marks.significant
             + text(
-                f" significantly different from the unpruned trained baseline ({baseline}): paired two-sided "
-                f"t-test over {comparison.queries} queries, Holm-corrected across the {comparison.compared} "
-                "compared methods, "
+                f" significantly different from the unpruned trained baseline ({baseline}): {TEST_NAME} over "
+                f"{comparison.queries} queries{_seed_clause(comparison)}, Holm-corrected across the "
+                f"{comparison.compared} compared methods, "
             )
             + f"{alpha} = {comparison.alpha:g}. {marks.delta}"
             + text(": difference from that baseline.")
@@ -114,7 +114,8 @@ def footnote(comparison: Comparison, fmt: str = "md") -> str:
     if any(count > 1 for count in comparison.seed_counts):
         parts.append(
             text(
-                "Values are means ± sample standard deviations over seeds; the test pairs per-query means over seeds."
+                "Values are means ± sample standard deviations over seeds; seed s of one method is paired with "
+                "seed s of the other, and a single-seed reference with every seed."
             ).replace("±", marks.plus_minus.strip())
         )
     parts.append(
@@ -160,14 +161,24 @@ def contrast_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
     )
 
 
+TEST_NAME = "two-sided paired t-test"
+
+
+def _seed_clause(comparison: Comparison) -> str:
+    """How the test lets seeds in, when a compared method has several."""
+    if not any(count > 1 for count in comparison.seed_counts):
+        return ""
+    return " and seeds (a mixed model with query and seed as crossed random effects)"
+
+
 def contrast_note(comparison: Comparison, fmt: str = "md") -> str:
     """What the in-loop vs post-hoc table tests."""
     queries = int(comparison.contrast["queries"].max()) if len(comparison.contrast) else 0
-    pairs = comparison.contrast.groupby("measure").size().max() if len(comparison.contrast) else 0
+    pairs = comparison.contrast.groupby(["k", "measure"]).size().max() if len(comparison.contrast) else 0
     alpha = r"$\alpha$" if fmt == "tex" else "α"
     return _MARKS[fmt].significant + _escape(
-        f" significant: paired two-sided t-test over {queries} queries, Holm-corrected across the {pairs} "
-        "strategy-k pairs of each measure, ",
+        f" significant: {TEST_NAME} over {queries} queries{_seed_clause(comparison)}, Holm-corrected across the "
+        f"{pairs} strategies of each k and measure, ",
         fmt,
     ) + f"{alpha} = {comparison.alpha:g}."
 
@@ -264,6 +275,10 @@ def write_tables(comparison: Comparison, output_dir: str | Path, stem: str = "co
     with atomic_file(path) as tmp:
         comparison.contrast.to_csv(tmp, index=False, float_format="%.6g")
     written["contrast"] = path
+    path = output_dir / f"{PAIRS_STEM}.csv"
+    with atomic_file(path) as tmp:
+        comparison.pairs.to_csv(tmp, index=False, float_format="%.6g")
+    written["pairs"] = path
     for fmt, text in texts.items():
         path = output_dir / f"{stem}.{fmt}"
         with atomic_file(path) as tmp:
