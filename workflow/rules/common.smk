@@ -36,6 +36,7 @@ from tokenprune.layout import (
     ANN_INDEX,
     BM25_ID,
     CHECKPOINT_DIR,
+    CLAIMS,
     COMPARISON,
     COMPRESSED_INDEX_DIR,
     COMPRESSED_RUN,
@@ -50,6 +51,7 @@ from tokenprune.layout import (
     KEPT_TOKENS,
     MODEL_DIR,
     MODEL_ID,
+    PAIRS,
     POSTHOC_ID,
     RUN,
     STEP0,
@@ -396,9 +398,49 @@ def repeated_option(option, entries):
     )
 
 
+def claims_mode():
+    """The retrieval mode the claims read: exact search where the study runs it."""
+    modes = config["retrieval"]["modes"]
+    return "exact" if "exact" in modes else modes[0]
+
+
+def claims_sets():
+    """(corpus, split, domain, measure, summary folder) of every evaluation set, for the claims.
+
+    The verdicts read each set's first measure (nDCG@10 in every shipped config).
+    """
+    return [
+        (
+            evaluation["dataset"],
+            evaluation["split"],
+            "zero-shot" if evaluation["zero_shot"] else "in-domain",
+            evaluation_metrics(evaluation["dataset"], evaluation["split"])[0],
+            SUMMARY_DIR.format(
+                corpus=evaluation["dataset"],
+                split=evaluation["split"],
+                mode=claims_mode(),
+            ),
+        )
+        for evaluation in config["evaluate"]
+    ]
+
+
+def claims_inputs(wildcards):
+    """The summaries the claims read: each evaluation set's comparison, contrast and pairs CSVs."""
+    where = [
+        dict(corpus=corpus, split=split, mode=claims_mode())
+        for corpus, split, *_ in claims_sets()
+    ]
+    return [
+        f"{template.format(**place)}.csv"
+        for place in where
+        for template in (COMPARISON, CONTRAST, PAIRS)
+    ]
+
+
 def report_targets():
     """The default target: every table and figure of the report."""
-    targets = []
+    targets = [f"{CLAIMS}.csv", f"{CLAIMS}.md"]
     for corpus, split in evaluation_sets():
         for mode in config["retrieval"]["modes"]:
             where = dict(corpus=corpus, split=split, mode=mode)

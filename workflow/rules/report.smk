@@ -31,6 +31,7 @@ rule summarize:
         ),
         markdown=f"{COMPARISON}.md",
         latex=f"{COMPARISON}.tex",
+        pairs=f"{PAIRS}.csv",
         contrast=report(
             f"{CONTRAST}.csv",
             caption="../report/contrast_csv.rst",
@@ -69,6 +70,37 @@ rule summarize:
         "tokenprune summarize {params.systems} --corpus {wildcards.corpus} --split {wildcards.split}"
         " --mode {wildcards.mode} --measures {params.measures} --alpha {params.alpha} {params.paper}"
         " --output-dir {params.output_dir} > {log} 2>&1"
+
+
+rule claims:
+    """The paper's claims judged on every evaluation set's summaries: yes / no / inconclusive, with the tests."""
+    input:
+        claims_inputs,
+    output:
+        csv=f"{CLAIMS}.csv",
+        markdown=report(
+            f"{CLAIMS}.md",
+            caption="../report/claims.rst",
+            category="0. Claims",
+            labels={"figure": "verdicts on the paper's claims"},
+        ),
+    log:
+        "logs/claims.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        sets=repeated_option("--set", claims_sets()),
+        alpha=REPORT["alpha"],
+        study=REPORT["study"],
+        stem=CLAIMS,
+    shell:
+        "tokenprune claims {params.sets} --alpha {params.alpha} --study {params.study}"
+        " --output {params.stem} > {log} 2>&1"
 
 
 rule plot_tradeoff:

@@ -89,10 +89,29 @@ def _token_diagnostics(args: argparse.Namespace) -> None:
     token_diagnostics(systems, output_dir=args.output_dir, top=args.top, title=args.title or "")
 
 
+def _claims_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", required=True, nargs=5, action="append", dest="sets",
+        metavar=("CORPUS", "SPLIT", "DOMAIN", "MEASURE", "SUMMARY_DIR"),
+        help="One evaluation set: DOMAIN is 'zero-shot' or 'in-domain', MEASURE the one the verdicts read, "
+        "SUMMARY_DIR the folder 'summarize' wrote; repeat for each.",
+    )  # fmt: skip
+    parser.add_argument("--alpha", type=float, required=True, help="Significance level after Holm's correction.")
+    parser.add_argument("--study", required=True, help="The study's name, shown in claims.md.")
+    parser.add_argument("--output", required=True, type=Path, help="Output path without extension (.csv and .md).")
+
+
+def _claims(args: argparse.Namespace) -> None:
+    from tokenprune.reporting.report_files import claims
+
+    claims(args.sets, alpha=args.alpha, study=args.study, output=args.output)
+
+
 #: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
 COMMANDS = [
     Command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.", _summarize_arguments, _summarize),
     Command("plot-tradeoff", "Index size vs each measure, one line per strategy across k (PNG + SVG).", _plot_tradeoff_arguments, _plot_tradeoff),
     Command("plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training),
+    Command("claims", "The paper's claims judged on the study's summaries: claims.csv and claims.md.", _claims_arguments, _claims),
     Command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.", _token_diagnostics_arguments, _token_diagnostics),
 ]

@@ -3,7 +3,11 @@
 Modules
 -------
 summary
-    Seeds averaged per method, differences from the baseline, paired t-tests with Holm's correction.
+    Seeds averaged per method, differences from the baseline, paired tests with Holm's correction.
+statistics
+    The paired tests over queries, over seeds, and with both as crossed random effects.
+claims
+    The paper's claims as verdict rules over a study's summaries (claims.csv, claims.md).
 tables
     The comparison as CSV, Markdown, HTML and LaTeX (booktabs).
 plots

@@ -1,6 +1,6 @@
 """The report's files: each function reads the pipeline outputs it is handed and writes tables or figures.
 
-The ``tokenprune`` sub-commands ``summarize``, ``plot-tradeoff``,
+The ``tokenprune`` sub-commands ``summarize``, ``claims``, ``plot-tradeoff``,
 ``plot-training`` and ``token-diagnostics`` call these; the rules of
 ``workflow/rules/report.smk`` run those sub-commands with the paths of their
 inputs.
@@ -18,6 +18,7 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import POSITIONS_STEM, TOP_TOKENS_STEM, TRADEOFF_STEM, System, measure_slug
 from tokenprune.reporting import diagnostics, plots
+from tokenprune.reporting.claims import judge_claims, read_summary, write_claims
 from tokenprune.reporting.paper import paper_values
 from tokenprune.reporting.summary import Comparison, SystemFiles, compare_methods, load_system_results
 from tokenprune.reporting.tables import write_tables
@@ -66,6 +67,30 @@ def summarize(
     for fmt, path in write_tables(comparison, output_dir).items():
         log.info("wrote %s table %s", fmt, path)
     return comparison
+
+
+#: How the ``claims`` command names an evaluation set's domain.
+DOMAINS = {"zero-shot": True, "in-domain": False}
+
+
+def claims(
+    sets: Sequence[Sequence[str]], *, alpha: float, study: str, output: str | Path
+) -> pd.DataFrame:
+    """Judge every claim on the summaries of each evaluation set and write ``<output>.csv`` and ``.md``.
+
+    Each of ``sets`` is (corpus, split, domain, measure, summary folder), with
+    domain ``zero-shot`` or ``in-domain``.
+    """
+    _nonempty(sets, "evaluation sets")
+    summaries = []
+    for corpus, split, domain, measure, folder in sets:
+        if domain not in DOMAINS:
+            raise TokenpruneError(f"evaluation set {corpus} {split}: domain {domain!r} is not one of {sorted(DOMAINS)}")
+        summaries.append(read_summary(folder, corpus=corpus, split=split, zero_shot=DOMAINS[domain], measure=measure))
+    table = judge_claims(summaries, alpha)
+    for fmt, path in write_claims(table, output, study=study, alpha=alpha).items():
+        log.info("wrote %s claims %s", fmt, path)
+    return table
 
 
 def read_comparison_csv(path: str | Path) -> pd.DataFrame:

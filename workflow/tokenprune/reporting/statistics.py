@@ -37,6 +37,7 @@ __all__ = [
     "PairedTest",
     "crossed_random_effects",
     "holm_adjust",
+    "margin_p_values",
     "one_sample_t",
     "paired_differences",
     "paired_test",
@@ -72,6 +73,15 @@ def _t_p_value(estimate: float, standard_error: float, df: float) -> float:
     if standard_error <= 1e-12 * max(1.0, abs(estimate)):
         return 1.0 if abs(estimate) <= 1e-12 else 0.0
     return float(2 * stats.t.sf(abs(estimate) / standard_error, df))
+
+
+def margin_p_values(delta: float, standard_error: float, df: float, margin: float) -> tuple[float, float]:
+    """One-sided p-values of a t-distributed estimate against a margin: (delta > margin, delta < margin)."""
+    shifted = delta - margin
+    if not standard_error > 1e-12 * max(1.0, abs(shifted)):
+        return (0.0, 1.0) if shifted > 0 else (1.0, 0.0) if shifted < 0 else (1.0, 1.0)
+    t = shifted / standard_error
+    return float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
 
 
 def one_sample_t(values: np.ndarray) -> tuple[float, float, float, float]:
@@ -188,11 +198,7 @@ class PairedTest:
         ``p_beyond(-0.02)[0]`` small shows a cost under 0.02 (non-inferiority);
         ``[1]`` small shows a cost over it.
         """
-        shifted = self.delta - margin
-        if self.se <= 1e-12 * max(1.0, abs(shifted)):
-            return (0.0, 1.0) if shifted > 0 else (1.0, 0.0) if shifted < 0 else (1.0, 1.0)
-        t = shifted / self.se
-        return float(stats.t.sf(t, self.df)), float(stats.t.cdf(t, self.df))
+        return margin_p_values(self.delta, self.se, self.df, margin)
 
     def seed_deltas_text(self) -> str:
         """The per-seed differences as one CSV-safe cell: ``+0.034 +0.039 -0.004``."""
