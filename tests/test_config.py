@@ -129,3 +129,25 @@ def test_unknown_training_settings_are_refused_by_name() -> None:
     assert TrainingSettings.from_config({"steps": 3, "negatives_skip": 5}, seed=1).steps == 3
     with pytest.raises(TokenpruneError, match=r"unknown training setting\(s\) \['learning_rte'\]"):
         TrainingSettings.from_config({"learning_rte": 1e-4}, seed=1)
+
+
+def test_zero_shot_resolves_from_the_training_dataset_unless_set(default_config: dict) -> None:
+    """An evaluation set is zero-shot unless it is the training dataset; TREC DL next to MS MARCO training says so itself."""
+    default_config["evaluate"].append({"dataset": "med", "split": "all", "zero_shot": False})
+    config = validate_config(copy.deepcopy(default_config))
+    assert [(e["dataset"], e["zero_shot"]) for e in config["evaluate"]] == [("scifact", False), ("cranfield", True), ("med", False)]
+
+
+def test_msmarco_mini_preset_is_in_domain_on_trec_dl_and_zero_shot_elsewhere(default_config: dict) -> None:
+    preset = yaml.safe_load((REPO / "configs" / "msmarco-mini.yaml").read_text())
+    merged = copy.deepcopy(default_config)
+    for key, value in preset.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    config = validate_config(merged)
+    domains = {e["dataset"]: e["zero_shot"] for e in config["evaluate"]}
+    assert domains == {"trec-dl-2019": False, "trec-dl-2020": False, "scifact": True, "cranfield": True, "med": True, "adi": True, "vaswani": True}
+    assert config["train"] == {"dataset": "msmarco-dev600", "split": "train", "models_dir": None}
+    assert config["report"]["study"] == "msmarco-mini"
