@@ -148,6 +148,35 @@ def _audit_negatives(args: argparse.Namespace) -> None:
             log.info("unjudged ranks %d-%d: %.1f%% suspects", first, last, 100 * rows["suspect_share"].mean())
 
 
+def _match_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="An unpruned index of the collection (e.g. the untrained backbone's).")
+    parser.add_argument(
+        "--percent", required=True, type=float, nargs="+", help="Shares of the tokens to keep, e.g. 73 15 (the paper's)."
+    )
+    parser.add_argument("--output", type=Path, help="JSON to write: per share, its k and the share that k keeps.")
+
+
+def _match_budget(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from tokenprune.index import PrunedIndex, k_for_percent, percent_kept_at
+    from tokenprune.io import write_json
+
+    index = PrunedIndex(args.index)
+    if index.stats.get("k") not in (None, "all"):
+        raise TokenpruneError(
+            f"index {str(args.index)!r} keeps k={index.stats['k']} vectors a passage; give an unpruned one (k all)"
+        )
+    candidates = np.diff(index.offsets)
+    budgets = []
+    for percent in args.percent:
+        k = k_for_percent(candidates, percent)
+        budgets.append({"percent": percent, "k": k, "percent_kept": round(percent_kept_at(candidates, k), 3)})
+        print(f"{percent:g}% of the tokens: k = {k} (keeps {budgets[-1]['percent_kept']:.1f}%)")
+    if args.output:
+        write_json(args.output, {"index": str(args.index), "passages": int(len(candidates)), "budgets": budgets})
+
+
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="Prepared dataset folder of the training collection.")
     parser.add_argument("--split", required=True, help="Split the triples' queries come from (train.split).")
@@ -513,6 +542,7 @@ COMMANDS = [
     Command("compute-idf", "IDF of every vocabulary entry over a prepared corpus (for the idf strategy).", _compute_idf_arguments, _compute_idf),
     Command("mine-negatives", "Training triples: BM25 hard negatives for a split's judged queries, or ir_datasets docpairs.", _mine_negatives_arguments, _mine_negatives),
     Command("audit-negatives", "Per BM25 rank of the unjudged passages: how often a model scores them above the judged positive.", _audit_negatives_arguments, _audit_negatives),
+    Command("match-budget", "The k that keeps a given share of a collection's tokens (from an unpruned index).", _match_budget_arguments, _match_budget),
     Command("train", "Train ColBERT with a selection strategy in the loop (resumes from --checkpoint-dir).", _train_arguments, _train),
     Command("initial-model", "The model as training initialises it, before any step (the study's 'step 0' row).", _initial_model_arguments, _initial_model),
     Command("import-model", "Copy a model trained elsewhere (e.g. a previous run's results/models) into the pipeline.", _import_model_arguments, _import_model),
