@@ -204,6 +204,22 @@ def check_lock() -> list[dict[str, Any]]:
     return [{"check": "GPU lock, two jobs", "value": f"second refused while held, got it after {waited:.1f} s", "tolerance": "wait, then claim", "passed": passed}]
 
 
+def write_fp16_backbone(backbone: str, output: Path) -> None:
+    """A copy of ``backbone``'s folder with its weights in float16: what a GPU machine without the package gets."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from tokenprune.backbone import resolve_backbone
+
+    source = Path(resolve_backbone(backbone))
+    if output.exists():
+        shutil.rmtree(output)
+    shutil.copytree(source, output, ignore=shutil.ignore_patterns("model.safetensors", "README.md"))
+    weights = {name: tensor.half().contiguous() for name, tensor in load_file(source / "model.safetensors").items()}
+    save_file(weights, output / "model.safetensors", metadata={"format": "pt"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (the first GPU) or cpu.")
@@ -212,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, help="Passages encoded on both devices (default 256 on CUDA, 32 on the CPU).")
     parser.add_argument("--documents", type=int, help="Documents of the MaxSim bandwidth run (default 200,000 on CUDA, 2,000 on the CPU).")
     parser.add_argument("--output", type=Path, help="JSON file for the table and the machine.")
+    parser.add_argument("--write-fp16-backbone", type=Path, metavar="FOLDER", help="Write a float16 copy of --backbone there and stop.")
     args = parser.parse_args(argv)
+    if args.write_fp16_backbone:
+        write_fp16_backbone(args.backbone, args.write_fp16_backbone)
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
