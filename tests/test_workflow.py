@@ -54,8 +54,10 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
         "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 11, "initial_model": 1,
         "untrained_backbone": 1, "index": 22, "posthoc_index": 4, "retrieve": 26 + 32, "bm25": 2,
         "evaluate": 26 + 32 + 2,
-        # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection.
-        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "all": 1, "total": 177,
+        # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection;
+        # one verdict table over both sets.
+        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "claims": 1, "all": 1,
+        "total": 178,
     }  # fmt: skip
 
 
@@ -94,11 +96,11 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
         "untrained_backbone": 1, "index_shard": 9 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
         "index": 9 * 8, "posthoc_index": 2 * 8, "ann_index": systems * 9, "retrieve": systems * 11 * 2, "bm25": 11,
         "evaluate": systems * 11 * 2 + 11, "summarize": 11 * 2, "plot_tradeoff": 11 * 2 * 3, "token_diagnostics": 9,
-        "plot_training": 1, "all": 1,
+        "plot_training": 1, "claims": 1, "all": 1,
     }  # fmt: skip
     for rule in ("train", "index", "index_shard", "posthoc_index", "posthoc_index_shard", "retrieve"):
         assert gpus[rule] == {1}, rule
-    for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25"):
+    for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25", "claims"):
         assert gpus[rule] == {0}, rule
 
 
