@@ -26,8 +26,9 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import COMPARISON_STEM, CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.statistics import holm_adjust, margin_p_values
+from tokenprune.reporting.tables import format_p
 
-__all__ = ["CLAIMS", "CLAIM_COLUMNS", "Claim", "EvaluationSummary", "judge_claims", "read_summary", "write_claims"]
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "Claim", "EvaluationSummary", "format_p", "judge_claims", "read_summary", "write_claims"]
 
 #: The cost the paper calls small: at k=50 (73% of MS MARCO tokens) first, idf and attention lose
 #: 0.007-0.010 MRR@10 and unused 0.023 (Table 2).
@@ -303,13 +304,6 @@ def judge_claims(summaries: Sequence[EvaluationSummary], alpha: float) -> pd.Dat
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     table["k"] = table["k"].astype("Int64")
     return table
-
-
-def format_p(value: float) -> str:
-    """A p-value for people: three decimals, ``<0.001`` below that, ``–`` when absent."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _number(value: Any, fmt: str = ".3f") -> str:

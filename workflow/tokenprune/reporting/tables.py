@@ -48,6 +48,13 @@ def _number(value: float, digits: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def format_p(value: float | None) -> str:
+    """A p-value for people: three decimals, ``<0.001`` below that, ``–`` when absent."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
@@ -156,7 +163,7 @@ def contrast_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
                 _signed(value) + (marks.significant if significant else "")
                 for value, significant in zip(rows["delta"], rows["significant"], strict=True)
             ],
-            "p (Holm)": [_number(value) for value in rows["p_holm"]],
+            "p (Holm)": [format_p(value) for value in rows["p_holm"]],
         }
     )
 
