@@ -501,3 +501,15 @@ def test_compressed_copies_are_small_triangles_in_the_familys_colour() -> None:
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert "first (2-bit)" in labels and "ColBERT (no pruning, 2-bit)" in labels
     plots.plt.close(figure)
+
+
+def test_indexes_of_two_precisions_are_not_compared() -> None:
+    bf16 = result("sci/none/kall/seed1", BASE)
+    fp32 = result("sci/first/k10/seed1", BASE - 0.1, kept=10.0)
+    assert bf16.index_stats is not None and fp32.index_stats is not None
+    bf16.index_stats["encoding_precision"] = "bf16"
+    fp32.index_stats["encoding_precision"] = "fp32"
+    with pytest.raises(TokenpruneError, match=r"encoded in 2 precisions \(bf16: sci/none/kall/seed1; fp32: sci/first/k10/seed1\)"):
+        compare_methods([bf16, fp32], ["nDCG@10"])
+    fp32.index_stats["encoding_precision"] = "bf16"
+    assert len(compare_methods([bf16, fp32], ["nDCG@10"]).table) == 2

@@ -236,6 +236,7 @@ def compare_methods(
     if not results:
         raise TokenpruneError("no systems to compare")
     _check_measures(results, measures)
+    _check_one_precision(results)
     by_method, baseline = _group_by_method(results)
     per_seed = {method: _per_seed(group, measures) for method, group in by_method.items()}
     strategy_order: dict[str, int] = {}
@@ -282,6 +283,24 @@ def _check_measures(results: Sequence[SystemResult], measures: Sequence[str]) ->
                 f"system {result.system.id!r} was not evaluated with {missing}; "
                 f"it has {sorted(result.measures)} (re-run 'evaluate' with the configured metrics)"
             )
+
+
+def _check_one_precision(results: Sequence[SystemResult]) -> None:
+    """Every index of one comparison was encoded in one precision: a paired test must not compare precisions too.
+
+    Indexes written before the precision was recorded say nothing and are not checked.
+    """
+    precisions: dict[str, list[str]] = {}
+    for result in results:
+        precision = (result.index_stats or {}).get("encoding_precision")
+        if precision is not None:
+            precisions.setdefault(precision, []).append(result.system.id)
+    if len(precisions) > 1:
+        found = "; ".join(f"{name}: {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''}" for name, ids in sorted(precisions.items()))
+        raise TokenpruneError(
+            f"the compared indexes were encoded in {len(precisions)} precisions ({found}); a paired test would compare "
+            "precisions (and likely hosts) as well as methods: index every system of one study on one host and precision"
+        )
 
 
 def _group_by_method(results: Sequence[SystemResult]) -> tuple[dict[str, list[SystemResult]], str | None]:
