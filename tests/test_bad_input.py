@@ -199,3 +199,21 @@ def test_failed_ir_datasets_download_names_the_dataset_and_the_way_out(monkeypat
         "/msmarcoranking/collection.tar.gz); without network access, put the files it downloads in an offline "
         "folder (README, 'Offline data') or in its cache under '/data/irds'"
     )
+
+
+def test_atomic_writes_remove_only_their_own_leftovers(tmp_path) -> None:
+    from tokenprune.io import atomic_directory, atomic_file
+
+    (tmp_path / ".cisi.nv3qvwts.tmp").mkdir()
+    (tmp_path / ".cisi.nv3qvwts.tmp" / "vectors.f16").write_bytes(b"half")
+    (tmp_path / ".cisi.abcd_123.tmp").write_text("half")
+    others = [".cisi2.nv3qvwts.tmp", ".cisi.x.nv3qvwts.tmp", "cisi.nv3qvwts.tmp", ".cisi.short.tmp"]
+    for name in others:
+        (tmp_path / name).write_text("not ours")
+    with atomic_directory(tmp_path / "cisi") as folder:
+        (folder / "done").write_text("x")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*others, "cisi"])
+    (tmp_path / ".table.csv.q1w2e3r4.tmp").write_text("half")
+    with atomic_file(tmp_path / "table.csv") as path:
+        path.write_text("a,b\n")
+    assert not (tmp_path / ".table.csv.q1w2e3r4.tmp").exists() and (tmp_path / "table.csv").read_text() == "a,b\n"

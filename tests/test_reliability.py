@@ -125,3 +125,39 @@ def test_chunked_encoding_and_search_equal_the_unchunked_path(collection, tmp_pa
         small = exact_search(queries, mask, index, depth=16, chunk_vectors=7, query_batch=3)
         assert small.doc_indices.tolist() == unchunked.doc_indices.tolist()
         assert np.allclose(small.scores, unchunked.scores, atol=1e-3)
+
+
+KILL_AFTER_FIRST_CHUNK = """
+import os, signal, sys
+import tokenprune.index as index
+write_chunk = index._IndexWriter.write_chunk
+def write_then_die(self, *args, **kwargs):
+    write_chunk(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # no clean-up runs, as when a scheduler kills the job
+index._IndexWriter.write_chunk = write_then_die
+from tokenprune.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stage_killed_mid_write_leaves_nothing_once_it_runs_again(collection, tmp_path) -> None:
+    """SIGKILL an index job after its first chunk: the rerun removes the killed attempt's temporary folder."""
+    model = tmp_path / "model"
+    assert main(["untrained-model", "--backbone", "embedded", "--query-max-length", "16", "--passage-max-length", "32",
+                 "--candidate-tokens", "content", "--output", str(model)]) == 0  # fmt: skip
+
+    def index_argv(output: Path) -> list[str]:
+        return ["index", "--model", str(model), "--data", str(collection["data"]), "--batch-size", "4",
+                "--chunk-documents", "8", "--precision", "fp32", "--threads", "1", "--output", str(output)]  # fmt: skip
+
+    assert main(index_argv(tmp_path / "clean" / "index")) == 0
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_CHUNK, *index_argv(tmp_path / "killed" / "index")], cwd=REPO)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = list((tmp_path / "killed").glob(".index.*.tmp"))
+    assert len(leftovers) == 1 and (leftovers[0] / "vectors.f16").stat().st_size > 0
+    assert not (tmp_path / "killed" / "index").exists()
+
+    assert main(index_argv(tmp_path / "killed" / "index")) == 0
+    assert sorted(path.name for path in (tmp_path / "killed").iterdir()) == ["index"]
+    for name in ("vectors.f16", "offsets.npy", "doc_ids.txt", "index_stats.json"):
+        assert (tmp_path / "killed" / "index" / name).read_bytes() == (tmp_path / "clean" / "index" / name).read_bytes(), name

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +15,8 @@ from typing import Any
 
 from tokenprune.errors import TokenpruneError
 
+log = logging.getLogger(__name__)
+
 
 def _umask() -> int:
     current = os.umask(0)
@@ -20,9 +24,34 @@ def _umask() -> int:
     return current
 
 
+def remove_leftovers(target: Path) -> list[Path]:
+    """Delete the temporary siblings an earlier, killed write of ``target`` left (``.<name>.<8 chars>.tmp``).
+
+    A SIGKILL runs no clean-up, so an atomic write's temporary file or folder
+    outlives the job; on MS MARCO each is an index of many GB. Snakemake never
+    runs two jobs for one output at once, so a sibling of that name found when
+    the job runs again is garbage.
+    """
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    removed = []
+    if target.parent.is_dir():
+        for sibling in target.parent.iterdir():
+            if pattern.fullmatch(sibling.name):
+                if sibling.is_dir() and not sibling.is_symlink():
+                    shutil.rmtree(sibling)
+                else:
+                    sibling.unlink(missing_ok=True)
+                removed.append(sibling)
+    for leftover in removed:
+        log.info("removed %s, left by an interrupted write of %s", leftover, target)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path that replaces ``path`` only if the block succeeds.
+
+    Temporary files an earlier, killed write of ``path`` left are removed first.
 
     The temporary file lives next to the target, so the final
     :func:`os.replace` is an atomic rename on the same file system: a reader
@@ -35,6 +64,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     tmp = Path(tmp_name)
@@ -52,10 +82,12 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``path`` only if the block succeeds.
 
     An existing directory at ``path`` is replaced as a whole; on failure the
-    temporary directory is removed and ``path`` is left as it was.
+    temporary directory is removed and ``path`` is left as it was. Temporary
+    folders an earlier, killed write of ``path`` left are removed first.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
