@@ -11,14 +11,16 @@ import yaml
 
 from tokenprune.errors import TokenpruneError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+#: Package data, so that a wheel install (not only ``pip install -e``) validates configs;
+#: workflow/schemas/config.schema.yaml, where Snakemake workflows keep their schema, links here.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 @functools.cache
 def load_schema() -> dict[str, Any]:
-    """The workflow's config schema (workflow/schemas/config.schema.yaml), read once per process; do not modify it."""
+    """The workflow's config schema (package data, linked from workflow/schemas/), read once per process; do not modify it."""
     if not SCHEMA_PATH.is_file():
-        raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; install tokenprune from its repository (pip install -e .)")
+        raise TokenpruneError(f"config schema not found at {SCHEMA_PATH}; reinstall tokenprune (pip install .)")
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
