@@ -1,0 +1,102 @@
+"""The tiny study on a real one-node SLURM cluster, through profiles/slurm.
+
+tests/cluster/slurm-up.sh installs (apt) and starts SLURM on this machine; it
+needs root and Debian. Where it cannot, the test skips and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from test_workflow import tiny_study
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = REPO / "tests" / "cluster"
+#: Rules that run on the machine that runs Snakemake, never through sbatch.
+LOCAL_RULES = {"all"}
+#: The profile sizes the torch jobs for GPU nodes (gpu: 1, 8 CPUs); this node has 2 CPUs and no GPU.
+TORCH_RULES = ("train", "index", "index_shard", "posthoc_index", "posthoc_index_shard", "retrieve", "retrieve_compressed")
+CPU_NODE = [
+    "--set-resources", *(f"{rule}:{name}=0" for rule in TORCH_RULES for name in ("gpu", "cpus_per_gpu")),
+    "--set-threads", *(f"{rule}=1" for rule in TORCH_RULES),
+]  # fmt: skip
+#: This cluster keeps no accounting (no slurmdbd): squeue reports job states instead of sacct, and no account exists.
+NO_ACCOUNTING = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "5"]
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("starting a SLURM cluster needs root (tests/cluster/slurm-up.sh)")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and there is no apt-get to install it")
+    started = subprocess.run([str(CLUSTER / "slurm-up.sh")], capture_output=True, text=True, timeout=900)
+    if started.returncode != 0:
+        pytest.skip(f"SLURM did not start here: {(started.stderr or started.stdout).strip()[-400:]}")
+    yield
+    subprocess.run(["scancel", "--user", "root"], capture_output=True)
+
+
+def cancel_first_running(rule: str, cancelled: list[str], stop: threading.Event) -> None:
+    """scancel the first job of ``rule`` seen running (its comment is 'rule_<rule>_wildcards_...')."""
+    while not stop.is_set():
+        listing = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            job, comment, state = line.split("|")
+            if comment.startswith(f"rule_{rule}_") and state == "RUNNING":
+                subprocess.run(["scancel", job], check=True)
+                cancelled.append(job)
+                return
+        time.sleep(0.5)
+
+
+def metric_files(workdir: Path) -> dict[str, bytes]:
+    root = workdir / "results" / "metrics"
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_tiny_study_through_the_slurm_profile(slurm, tmp_path: Path) -> None:
+    """Every job goes through sbatch, a job cancelled while it runs is retried, and the metrics equal a local run's."""
+    workflow = ["snakemake", "--snakefile", str(REPO / "Snakefile")]
+    local = tmp_path / "local"
+    config = tiny_study(local)
+    ran = subprocess.run([*workflow, "--directory", str(local), "--configfile", str(config), "--cores", "2", "--quiet", "all"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+
+    cluster = tmp_path / "cluster"
+    config = tiny_study(cluster)
+    command = [
+        *workflow, "--directory", str(cluster), "--configfile", str(config), "--workflow-profile", str(REPO / "profiles" / "slurm"),
+        "--default-resources", "slurm_partition=debug", *NO_ACCOUNTING, *CPU_NODE, "--jobs", "2",
+    ]  # fmt: skip
+    cancelled: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=cancel_first_running, args=("train", cancelled, stop), daemon=True)
+    watcher.start()
+    try:
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    finally:
+        stop.set()
+        watcher.join()
+    assert ran.returncode == 0, ran.stderr[-4000:]
+
+    # Every rule of the DAG but the local ones left a SLURM log: it went through sbatch.
+    rules = {path.name.removeprefix("rule_") for path in (cluster / ".snakemake" / "slurm_logs").iterdir()}
+    local_logs = {path.name.removesuffix(".log") for path in (local / "logs").iterdir()}
+    assert rules >= (local_logs - LOCAL_RULES) and "train" in rules
+    # The cancelled training job was submitted again (retries: 1) and the study completed.
+    assert len(cancelled) == 1
+    retried = [folder for folder in (cluster / ".snakemake" / "slurm_logs" / "rule_train").iterdir() if len(list(folder.glob("*.log"))) == 2]
+    assert len(retried) == 1, "the cancelled training job was not resubmitted"
+    # The same numbers as on the local executor.
+    assert metric_files(cluster) == metric_files(local) != {}
