@@ -97,7 +97,7 @@ rule claims:
         sets=repeated_option("--set", claims_sets()),
         alpha=REPORT["alpha"],
         study=REPORT["study"],
-        stem=CLAIMS,
+        stem=lambda wildcards, output: Path(output.csv).with_suffix(""),
     shell:
         "tokenprune claims {params.sets} --alpha {params.alpha} --study {params.study}"
         " --output {params.stem} > {log} 2>&1"
