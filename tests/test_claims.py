@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from tokenprune.cli import main
-from tokenprune.reporting.claims import CLAIMS, EvaluationSummary, format_p, judge_claims, read_summary
+from tokenprune.reporting.claims import CLAIMS, EvaluationSummary, format_p, judge_claims, read_summary, verdict_counts
+from tokenprune.reporting.report_files import sync_verdict_tables
 from tokenprune.reporting.statistics import holm_adjust
 
 M = "nDCG@10"
@@ -183,8 +184,42 @@ def test_one_deviant_seed_makes_a_query_level_win_inconclusive(tmp_path: Path) -
     assert row["verdict"] == "inconclusive"
     markdown = Path(f"{stem}.md").read_text()
     assert "judged on the study `hand-made`" in markdown and "| <0.001 /" in markdown
+    assert "| in-loop beats post hoc | 0 | 0 | 1 | 0 |" in markdown
     # A domain the command does not know is named.
     assert main(["claims", "--set", "sci", "test", "in-domian", M, str(summary_dir), "--alpha", "0.05", "--study", "x", "--output", str(stem)]) == 2
     # read_summary names a missing folder's file.
     with pytest.raises(Exception, match="does not exist; run 'tokenprune summarize' first"):
         read_summary(tmp_path / "nowhere", corpus="sci", split="test", zero_shot=False, measure=M)
+
+
+def test_verdict_counts_count_every_row_of_every_claim() -> None:
+    table = pd.DataFrame(
+        {"claim": ["in-loop", "in-loop", "in-loop", "training", "cost"], "verdict": ["yes", "yes", "no", "inconclusive", "not tested"]}
+    )
+    counts = verdict_counts(table)
+    assert list(counts.index) == ["training", "cost", "in-loop"]  # the order of CLAIMS, claims not judged left out
+    assert counts.loc["in-loop"].tolist() == [2, 1, 0, 0]
+    assert counts.loc["cost"].tolist() == [0, 0, 0, 1]
+
+
+def test_a_documents_verdict_tables_are_copied_cell_for_cell_and_staleness_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    table = "<!-- verdicts of s: begin -->\n| claim | yes |\n|---|---|\n| x | 3 |\n<!-- verdicts of s: end -->"
+    (tmp_path / "run" / "claims.md").write_text(f"# Claims\n\n{table}\n\n## details\n")
+    readme = tmp_path / "README.md"
+    stale = "intro\n<!-- verdicts from run/claims.md -->\n<!-- verdicts of s: begin -->\n| claim | yes |\n|---|---|\n| x | 2 |\n<!-- verdicts of s: end -->\noutro\n"
+    readme.write_text(stale)
+    with pytest.raises(Exception, match="differ from run/claims.md; run 'tokenprune sync-verdicts"):
+        sync_verdict_tables(readme, check=True)
+    assert readme.read_text() == stale
+    assert main(["sync-verdicts", str(readme)]) == 0
+    assert readme.read_text() == f"intro\n<!-- verdicts from run/claims.md -->\n{table}\noutro\n"
+    assert sync_verdict_tables(readme, check=True) is False
+    readme.write_text(stale.replace("run/claims.md", "gone/claims.md"))
+    with pytest.raises(Exception, match="'gone/claims.md', which does not exist"):
+        sync_verdict_tables(readme)
+
+
+def test_the_readme_verdicts_equal_the_claims_files_they_name() -> None:
+    """The README's verdict tables are the pipeline's, cell for cell ('tokenprune sync-verdicts README.md' fixes them)."""
+    assert sync_verdict_tables(Path(__file__).parents[1] / "README.md", check=True) is False

@@ -107,11 +107,23 @@ def _claims(args: argparse.Namespace) -> None:
     claims(args.sets, alpha=args.alpha, study=args.study, output=args.output)
 
 
+def _sync_verdicts_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("document", type=Path, help="A Markdown file with '<!-- verdicts from PATH -->' tables, e.g. README.md.")
+    parser.add_argument("--check", action="store_true", help="Change nothing; exit 2 if a table differs from its claims.md.")
+
+
+def _sync_verdicts(args: argparse.Namespace) -> None:
+    from tokenprune.reporting.report_files import sync_verdict_tables
+
+    sync_verdict_tables(args.document, check=args.check)
+
+
 #: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
 COMMANDS = [
     Command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.", _summarize_arguments, _summarize),
     Command("plot-tradeoff", "Index size vs each measure, one line per strategy across k (PNG + SVG).", _plot_tradeoff_arguments, _plot_tradeoff),
     Command("plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training),
     Command("claims", "The paper's claims judged on the study's summaries: claims.csv and claims.md.", _claims_arguments, _claims),
+    Command("sync-verdicts", "Copy each verdict table of a document (README) from the claims.md it names.", _sync_verdicts_arguments, _sync_verdicts),
     Command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.", _token_diagnostics_arguments, _token_diagnostics),
 ]

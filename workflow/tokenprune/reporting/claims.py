@@ -14,6 +14,7 @@ the family the claim names; the query- and seed-level p-values stand beside it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,10 @@ from tokenprune.layout import COMPARISON_STEM, CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.statistics import holm_adjust, margin_p_values
 from tokenprune.reporting.tables import format_p
 
-__all__ = ["CLAIMS", "CLAIM_COLUMNS", "Claim", "EvaluationSummary", "format_p", "judge_claims", "read_summary", "write_claims"]
+__all__ = [
+    "CLAIMS", "CLAIM_COLUMNS", "VERDICTS", "Claim", "EvaluationSummary", "format_p", "judge_claims", "read_summary",
+    "sync_verdicts", "verdict_counts", "verdict_sources", "write_claims",
+]  # fmt: skip
 
 #: The cost the paper calls small: at k=50 (73% of MS MARCO tokens) first, idf and attention lose
 #: 0.007-0.010 MRR@10 and unused 0.023 (Table 2).
@@ -281,17 +285,31 @@ class Claim:
     key: str
     statement: str
     judge: Callable[[EvaluationSummary, float], list[dict[str, Any]]]
+    #: The claim in a few words, for the verdict counts.
+    label: str = ""
 
 
 #: The claims every study is judged on, in report order.
 CLAIMS: dict[str, Claim] = {
     claim.key: claim
     for claim in [
-        Claim("training", "Control: training lifts the unpruned model above step 0, the untrained backbone and BM25", judge_training),
-        Claim("cost", f"Pruning to a k that keeps >= {COST_MIN_PERCENT_KEPT:.0f}% of the tokens costs <= {COST_MARGIN}", judge_cost),
-        Claim("unused-best", f"unused is the best strategy at k={SMALL_K}", judge_unused_best),
-        Claim("in-loop", "Selecting in the training loop beats the same selection applied after training", judge_in_loop),
-        Claim("idf-worst", f"idf is the worst strategy zero-shot at k={ZERO_SHOT_K}", judge_idf_worst),
+        Claim(
+            "training", "Control: training lifts the unpruned model above step 0, the untrained backbone and BM25",
+            judge_training, "training lifts the baseline above step 0, the untrained backbone, BM25",
+        ),
+        Claim(
+            "cost", f"Pruning to a k that keeps >= {COST_MIN_PERCENT_KEPT:.0f}% of the tokens costs <= {COST_MARGIN}",
+            judge_cost, f"a k keeping ≥ {COST_MIN_PERCENT_KEPT:.0f}% of tokens costs ≤ {COST_MARGIN}",
+        ),
+        Claim("unused-best", f"unused is the best strategy at k={SMALL_K}", judge_unused_best, f"unused best at k={SMALL_K}"),
+        Claim(
+            "in-loop", "Selecting in the training loop beats the same selection applied after training",
+            judge_in_loop, "in-loop beats post hoc",
+        ),
+        Claim(
+            "idf-worst", f"idf is the worst strategy zero-shot at k={ZERO_SHOT_K}", judge_idf_worst,
+            f"idf worst zero-shot at k={ZERO_SHOT_K}",
+        ),  # fmt: skip
     ]
 }
 
@@ -306,8 +324,35 @@ def judge_claims(summaries: Sequence[EvaluationSummary], alpha: float) -> pd.Dat
     return table
 
 
+#: Every verdict a rule can give, in the order the counts show them.
+VERDICTS = ("yes", "no", "inconclusive", "not tested")
+
+
+def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """How many verdicts of each kind every claim got: one row per claim judged, columns :data:`VERDICTS`."""
+    counts = pd.crosstab(table["claim"], table["verdict"]).reindex(columns=list(VERDICTS), fill_value=0)
+    judged = [key for key in CLAIMS if key in counts.index]
+    return counts.loc[judged].rename_axis(index="claim", columns=None)
+
+
+def _glance_markdown(table: pd.DataFrame, *, study: str) -> list[str]:
+    counts = verdict_counts(table)
+    lines = [
+        f"<!-- verdicts of {study}: begin -->",
+        f"| claim ({', '.join(sorted(set(table['measure'])))}) | " + " | ".join(VERDICTS) + " |",
+        "|---" * (len(VERDICTS) + 1) + "|",
+    ]
+    lines += [f"| {CLAIMS[key].label} | " + " | ".join(str(int(n)) for n in row) + " |" for key, row in counts.iterrows()]
+    return [*lines, f"<!-- verdicts of {study}: end -->"]
+
+
 def _number(value: Any, fmt: str = ".3f") -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(float(value), fmt)
+
+
+def _evaluation_sets(table: pd.DataFrame) -> list[str]:
+    sets = table[["corpus", "split"]].drop_duplicates()
+    return [f"{corpus} {split}" for corpus, split in sets.itertuples(index=False)]
 
 
 def claims_markdown(table: pd.DataFrame, *, study: str, alpha: float) -> str:
@@ -319,6 +364,10 @@ def claims_markdown(table: pd.DataFrame, *, study: str, alpha: float) -> str:
         "Holm's correction within the family named in each row; inconclusive when neither side is shown; not tested "
         "when the study does not reach the claim's operating point. p: query-level / seed-level / mixed model "
         "(query and seed as crossed random effects; it decides). Δ per seed: seed s against seed s.",
+        "",
+        f"## Verdicts at a glance ({', '.join(_evaluation_sets(table))})",
+        "",
+        *_glance_markdown(table, study=study),
     ]
     for claim in CLAIMS.values():
         rows = table[table["claim"] == claim.key]
@@ -347,3 +396,35 @@ def write_claims(table: pd.DataFrame, stem: str | Path, *, study: str, alpha: fl
     with atomic_file(written["md"]) as tmp:
         tmp.write_text(claims_markdown(table, study=study, alpha=alpha), encoding="utf-8")
     return written
+
+
+_GLANCE_BLOCK = re.compile(r"<!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->", re.DOTALL)
+_SOURCED_BLOCK = re.compile(r"<!-- verdicts from (?P<source>\S+) -->\n(?P<block><!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->)", re.DOTALL)
+
+
+def sync_verdicts(document: str, root: str | Path) -> str:
+    """``document`` with every verdict table copied, cell for cell, from the ``claims.md`` it names.
+
+    A document (the README) names its source on the line before each table,
+    ``<!-- verdicts from reports/figures/<run>/claims.md -->``, the path
+    relative to ``root``; the table is the block ``claims.md`` wrote between
+    its ``<!-- verdicts of <study>: begin/end -->`` markers. Comparing the
+    result with ``document`` tells whether the document's verdicts are stale.
+    """
+    root = Path(root)
+
+    def copy(match: re.Match[str]) -> str:
+        source = root / match["source"]
+        if not source.is_file():
+            raise TokenpruneError(f"the verdicts name {match['source']!r}, which does not exist under {str(root)!r}; run 'tokenprune claims' or fix the path")
+        found = _GLANCE_BLOCK.search(source.read_text(encoding="utf-8"))
+        if found is None:
+            raise TokenpruneError(f"{str(source)!r} has no verdict table; regenerate it with 'tokenprune claims'")
+        return f"<!-- verdicts from {match['source']} -->\n{found.group(0)}"
+
+    return _SOURCED_BLOCK.sub(copy, document)
+
+
+def verdict_sources(document: str) -> list[str]:
+    """The ``claims.md`` files whose verdict tables ``document`` copies, in order."""
+    return [match["source"] for match in _SOURCED_BLOCK.finditer(document)]

@@ -18,7 +18,7 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import POSITIONS_STEM, TOP_TOKENS_STEM, TRADEOFF_STEM, System, measure_slug
 from tokenprune.reporting import diagnostics, plots
-from tokenprune.reporting.claims import judge_claims, read_summary, write_claims
+from tokenprune.reporting.claims import judge_claims, read_summary, sync_verdicts, verdict_sources, write_claims
 from tokenprune.reporting.paper import paper_values
 from tokenprune.reporting.summary import Comparison, SystemFiles, compare_methods, load_system_results
 from tokenprune.reporting.tables import write_tables
@@ -91,6 +91,30 @@ def claims(
     for fmt, path in write_claims(table, output, study=study, alpha=alpha).items():
         log.info("wrote %s claims %s", fmt, path)
     return table
+
+
+def sync_verdict_tables(document: str | Path, *, check: bool = False) -> bool:
+    """Copy each verdict table of ``document`` from the ``claims.md`` it names (paths relative to its folder).
+
+    With ``check``, change nothing and raise when a table is stale. Returns
+    whether the document was (or would be) changed.
+    """
+    document = Path(document)
+    if not document.is_file():
+        raise TokenpruneError(f"document {str(document)!r} does not exist")
+    text = document.read_text(encoding="utf-8")
+    sources = verdict_sources(text)
+    if not sources:
+        raise TokenpruneError(f"{str(document)!r} copies no verdict table; add '<!-- verdicts from reports/figures/<run>/claims.md -->' followed by the table's markers")
+    synced = sync_verdicts(text, document.parent)
+    stale = synced != text
+    if stale and check:
+        raise TokenpruneError(f"the verdict tables of {str(document)!r} differ from {', '.join(sources)}; run 'tokenprune sync-verdicts {document}'")
+    if stale and not check:
+        with atomic_file(document) as tmp:
+            tmp.write_text(synced, encoding="utf-8")
+    log.info("%s: %d verdict table(s) from %s %s", document, len(sources), ", ".join(sources), "stale" if stale else "up to date")
+    return stale
 
 
 def read_comparison_csv(path: str | Path) -> pd.DataFrame:
