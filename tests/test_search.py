@@ -18,6 +18,7 @@ from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes, me
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.selection import make_selector
 from tokenprune import search as search_module
+from tokenprune.faiss_support import choose_faiss_placement
 from tokenprune.search import (
     PackedQueries, _maxsim_chunk, ann_search, build_ann_index, encode_query_set, exact_search, write_trec_run,
 )  # fmt: skip
@@ -165,6 +166,14 @@ def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
     approximate = ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=4)
     assert approximate.doc_indices.tolist() == exact.doc_indices.tolist()
     assert np.allclose(approximate.scores, exact.scores, atol=1e-3)
+
+
+def test_an_ann_index_built_for_a_cpu_job_says_it_used_faiss_cpu(indexes, caplog: pytest.LogCaptureFixture) -> None:
+    index = indexes["none"]
+    with caplog.at_level("INFO", logger="tokenprune.search"):
+        ann = build_ann_index(index, nlist=4, m=4, nbits=8, flat=True, placement=choose_faiss_placement(torch.device("cpu")))
+    assert "building the ANN index with faiss-cpu (the job runs on cpu)" in caplog.text
+    assert ann.ntotal == index.stats["vectors"]
 
 
 def test_ann_lists_are_capped_by_the_vectors_there_are_to_train_them(indexes) -> None:

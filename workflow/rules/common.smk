@@ -30,6 +30,11 @@ from tokenprune.strategies import STRATEGY_PATTERN
 LOCAL_GPUS = visible_gpu_count()
 GPU_PER_TORCH_JOB = 1 if LOCAL_GPUS else 0
 THREADS_PER_COMPUTE_JOB = 2 if LOCAL_GPUS else 1
+# The indexing and retrieval environment: GPU faiss (and CUDA torch) where this
+# machine has a GPU, CPU faiss otherwise; both files list what they install.
+RETRIEVAL_ENV = (
+    "../../envs/retrieval-gpu.yaml" if LOCAL_GPUS else "../../envs/retrieval.yaml"
+)
 
 # Path templates: the rules build every path the library reads or writes.
 from tokenprune.layout import (

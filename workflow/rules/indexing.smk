@@ -14,7 +14,7 @@ rule index:
         corpus=corpora_pattern(sharded=False),
         strategy=own_index_pattern(),
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,
@@ -62,7 +62,7 @@ rule posthoc_index:
     wildcard_constraints:
         corpus=posthoc_corpora_pattern(sharded=False),
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,
@@ -109,7 +109,7 @@ rule merge_index:
     wildcard_constraints:
         corpus=corpora_pattern(sharded=True),
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: 1
     resources:
         gpu=0,
@@ -130,10 +130,10 @@ rule ann_index:
     benchmark:
         "results/benchmarks/ann_index/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}.tsv"
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: THREADS_PER_COMPUTE_JOB
     resources:
-        gpu=0,
+        gpu=GPU_PER_TORCH_JOB,
         mem_mb=job_resource("ann_index", "mem_mb"),
         runtime=job_resource("ann_index", "runtime"),
     params:
@@ -156,7 +156,7 @@ rule compress_index:
     benchmark:
         "results/benchmarks/compress_index/{dataset}/{strategy}/k{k}/seed{seed}/r{bits}/{corpus}.tsv"
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=0,

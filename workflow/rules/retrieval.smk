@@ -12,7 +12,7 @@ rule retrieve:
     benchmark:
         "results/benchmarks/retrieve/{dataset}/{strategy}/k{k}/seed{seed}/{corpus}/{split}.{mode}.tsv"
     conda:
-        "../../envs/retrieval.yaml"
+        RETRIEVAL_ENV
     threads: THREADS_PER_COMPUTE_JOB
     resources:
         gpu=GPU_PER_TORCH_JOB,

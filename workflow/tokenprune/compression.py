@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tokenprune.errors import TokenpruneError
+from tokenprune.faiss_support import import_faiss
 from tokenprune.index import CODEC_FILE, CODES_FILE, COMPRESSED_COMPONENTS, DIAGNOSTIC_COMPONENTS, STATS_FILE, PrunedIndex
 from tokenprune.io import atomic_directory, write_json
 
@@ -55,7 +56,7 @@ def train_codec(sample: np.ndarray, *, bits: int, centroids: int, seed: int = 0)
         For ``bits`` outside 1–8, or fewer sample vectors than ``centroids``
         (k-means needs at least one point per centroid).
     """
-    import faiss
+    faiss = import_faiss()
 
     check_bits(bits)
     if centroids < 1 or len(sample) < centroids:
@@ -87,7 +88,7 @@ def compress_index(
     sample_vectors
         Vectors drawn uniformly (with ``seed``) to train the codec.
     """
-    import faiss
+    faiss = import_faiss()
 
     # Checked before the index is sampled, which on a large index takes a while.
     check_bits(bits)

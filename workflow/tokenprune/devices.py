@@ -145,9 +145,9 @@ def cap_cpu_threads(threads: int | None, *, faiss: bool = False) -> None:
 
     torch.set_num_threads(threads)
     if faiss:
-        import faiss as faiss_library
+        from tokenprune.faiss_support import import_faiss
 
-        faiss_library.omp_set_num_threads(threads)
+        import_faiss().omp_set_num_threads(threads)
 
 
 def resolve_device(name: str, threads: int | None = None) -> torch.device:

@@ -55,6 +55,7 @@ import torch
 
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
+from tokenprune.faiss_support import import_faiss
 from tokenprune.io import atomic_directory, write_json
 from tokenprune.model import ColBERT
 from tokenprune.precision import autocast, resolve_precision
@@ -590,7 +591,7 @@ class PrunedIndex:
     @cached_property
     def codec(self):  # noqa: ANN201 - faiss.Index
         """The faiss codec of a compressed index (see :mod:`tokenprune.compression`)."""
-        import faiss
+        faiss = import_faiss()
 
         return faiss.read_index(str(self.folder / CODEC_FILE))
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from tokenprune.errors import TokenpruneError
+from tokenprune.faiss_support import FaissPlacement, choose_faiss_placement, import_faiss, to_placement
 from tokenprune.index import PrunedIndex
 from tokenprune.io import atomic_file
 
@@ -215,26 +216,30 @@ def exact_search(
     return Ranking(best_scores.cpu().numpy(), best_indices.cpu().numpy())
 
 
-def faiss_backend() -> str:
-    """``"faiss-gpu"`` when faiss sees a GPU, else ``"faiss-cpu"``."""
-    import faiss
-
-    return "faiss-gpu" if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0 else "faiss-cpu"
-
-
 #: faiss warns below 39 training points per centroid; smaller indexes get fewer inverted lists.
 MIN_POINTS_PER_LIST = 39
 
 
 def build_ann_index(
-    index: PrunedIndex, *, nlist: int, m: int, nbits: int, flat: bool = False, train_sample: int = 262144, seed: int = 0
+    index: PrunedIndex,
+    *,
+    nlist: int,
+    m: int,
+    nbits: int,
+    flat: bool = False,
+    train_sample: int = 262144,
+    seed: int = 0,
+    placement: FaissPlacement | None = None,
 ):  # noqa: ANN201 - faiss.Index
     """Inner-product IVF-PQ (or IVF-Flat) over every vector of ``index``, trained on a sample and filled shard by shard.
 
     ``nlist`` is capped at one list per :data:`MIN_POINTS_PER_LIST` vectors; the
-    returned index's ``nlist`` says how many it has.
+    returned index's ``nlist`` says how many it has. With a ``faiss-gpu``
+    ``placement`` the k-means and the encoding run on that GPU; a layout GPU
+    faiss does not take falls back to the CPU, and the log says so. The
+    returned index is always a CPU index, ready to save.
     """
-    import faiss
+    faiss = import_faiss()
 
     dim = index.stats["dim"]
     total = index.stats["vectors"]
@@ -253,24 +258,32 @@ def build_ann_index(
         ann = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     else:
         ann = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    placement = placement or FaissPlacement("faiss-cpu", None, "no placement given")
+    if placement.gpu is not None:
+        try:
+            ann = to_placement(ann, placement, faiss)
+        except RuntimeError as error:
+            log.warning("GPU faiss does not take this index (%s); building it on the CPU", str(error).splitlines()[0])
+            placement = FaissPlacement("faiss-cpu", None, "GPU faiss refused the index layout")
+    log.info("building the ANN index with %s (%s)", placement.backend, placement.reason)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, size=min(train_sample, total), replace=False))
     ann.train(index.gather_vectors(sample).astype(np.float32))
     # Added shard by shard, in vector order, so faiss ids are the index's global vector rows.
     for first, last in index.document_chunks(1 << 20):
         ann.add(index.read_vectors(int(index.offsets[first]), int(index.offsets[last])).astype(np.float32))
-    return ann
+    return faiss.index_gpu_to_cpu(ann) if placement.gpu is not None else ann
 
 
 def save_ann_index(ann, path: str | Path) -> None:  # noqa: ANN001
-    import faiss
+    faiss = import_faiss()
 
     with atomic_file(path) as tmp:
         faiss.write_index(ann, str(tmp))
 
 
 def load_ann_index(path: str | Path):  # noqa: ANN201
-    import faiss
+    faiss = import_faiss()
 
     try:
         return faiss.read_index(str(path))
@@ -288,16 +301,17 @@ def ann_search(
     *,
     candidates_per_token: int = 64,
     nprobe: int = 16,
+    placement: FaissPlacement | None = None,
 ) -> Ranking:
     """ColBERT's two-stage search: each query token's nearest vectors name candidate documents,
-    which are then ranked by exact MaxSim over their kept vectors."""
-    import faiss
+    which are then ranked by exact MaxSim over their kept vectors.
 
+    ``placement`` (default: :func:`~tokenprune.faiss_support.choose_faiss_placement`
+    for the queries' device) says whether the candidates come from GPU faiss.
+    """
+    faiss = import_faiss()
     faiss.extract_index_ivf(ann).nprobe = nprobe
-    if faiss_backend() == "faiss-gpu":
-        # The GPU this job claimed (see tokenprune.devices), not always the first one.
-        gpu = queries.device.index if queries.device.type == "cuda" and queries.device.index is not None else 0
-        ann = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, ann)  # keeps nprobe
+    ann = to_placement(ann, placement or choose_faiss_placement(queries.device, faiss), faiss)
     count, length, dim = queries.shape
     tokens = queries.float().cpu().numpy().reshape(count * length, dim)
     _, vector_ids = ann.search(tokens, candidates_per_token)

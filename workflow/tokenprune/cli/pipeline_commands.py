@@ -390,17 +390,22 @@ def _ann_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--m", type=int, required=True, help="PQ sub-quantisers (must divide dim).")
     parser.add_argument("--nbits", type=int, required=True, help="Bits per PQ code.")
     parser.add_argument("--flat", action="store_true", help="IVF-Flat (exact codes) instead of IVF-PQ.")
-    parser.add_argument("--threads", type=int, help="CPU threads for faiss (default: all cores).")
+    _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="faiss index file to write.")
 
 
 def _ann_index(args: argparse.Namespace) -> None:
     from tokenprune.devices import cap_cpu_threads
+    from tokenprune.faiss_support import choose_faiss_placement
     from tokenprune.index import PrunedIndex
     from tokenprune.search import build_ann_index, save_ann_index
 
+    device = _compute_device(args)
     cap_cpu_threads(args.threads, faiss=True)
-    ann = build_ann_index(PrunedIndex(args.index), nlist=args.nlist, m=args.m, nbits=args.nbits, flat=args.flat)
+    placement = choose_faiss_placement(device)
+    ann = build_ann_index(
+        PrunedIndex(args.index), nlist=args.nlist, m=args.m, nbits=args.nbits, flat=args.flat, placement=placement
+    )
     save_ann_index(ann, args.output)
     log.info("ANN index with nlist=%d written to %s", ann.nlist, args.output)
 
@@ -444,7 +449,8 @@ def _retrieve(args: argparse.Namespace) -> None:
     from tokenprune.devices import cap_cpu_threads
     from tokenprune.index import PrunedIndex
     from tokenprune.model import ColBERT
-    from tokenprune.search import ann_search, encode_query_set, exact_search, faiss_backend, load_ann_index, write_trec_run
+    from tokenprune.faiss_support import choose_faiss_placement
+    from tokenprune.search import ann_search, encode_query_set, exact_search, load_ann_index, write_trec_run
 
     if args.depth <= 0:
         raise TokenpruneError(f"--depth must be positive, got {args.depth}")
@@ -465,11 +471,12 @@ def _retrieve(args: argparse.Namespace) -> None:
                    ("--candidates-per-token", args.candidates_per_token)) if value is None]  # fmt: skip
         if missing:
             raise TokenpruneError(f"--mode ann needs {', '.join(missing)} (the index from 'tokenprune ann-index')")
+        placement = choose_faiss_placement(query_vectors.device)
         ranking = ann_search(
             query_vectors, query_mask, index, load_ann_index(args.ann_index), args.depth,
-            candidates_per_token=args.candidates_per_token, nprobe=args.nprobe,
+            candidates_per_token=args.candidates_per_token, nprobe=args.nprobe, placement=placement,
         )  # fmt: skip
-        backend = faiss_backend()
+        backend = f"{placement.backend} ({placement.reason})"
     elapsed = time.perf_counter() - began
     write_trec_run(args.output, query_ids, ranking, index.doc_ids, tag=f"tokenprune-{model.config.strategy}-{args.mode}")
     log.info("%d queries in %.2f s (%.1f queries/s) with %s", len(query_ids), elapsed, len(query_ids) / elapsed, backend)
