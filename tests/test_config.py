@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from tokenprune.config import load_config, validate_config
+from tokenprune.config import load_config, load_schema, validate_config
 from tokenprune.errors import TokenpruneError
 
 from conftest import REPO
@@ -37,7 +37,8 @@ def test_minimal_config_gets_every_default() -> None:
         }
     )
     assert config["model"]["backbone"] == "embedded"
-    assert config["model"]["normalize"] is False
+    assert config["model"]["normalize"] is True
+    assert config["training"]["learning_rate"] == 1.0e-4
     assert config["metrics"] == ["nDCG@10", "RR@10", "R@100", "R@1000"]
     assert config["retrieval"]["depth"] == 1000
 
@@ -49,9 +50,9 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c.update(trainig={"steps": 5}), ["'trainig' was unexpected"]),
         (lambda c: c.update(k=[0]), ["'k[0]'", "minimum of 1"]),
         (lambda c: c.update(k=[10.5]), ["'k[0]'", "not of type 'integer'"]),
-        (lambda c: c["model"].update(dim=0), ["'model.dim'", "minimum of 1"]),
-        (lambda c: c["model"].update(projection_init="xavier"), ["'model.projection_init'", "'pca'"]),
-        (lambda c: c["training"].update(learning_rate=0), ["'training.learning_rate'"]),
+        (lambda c: c.update(model={"dim": 0}), ["'model.dim'", "minimum of 1"]),
+        (lambda c: c.update(model={"projection_init": "xavier"}), ["'model.projection_init'", "'pca'"]),
+        (lambda c: c.update(training={"learning_rate": 0}), ["'training.learning_rate'"]),
         (lambda c: c.update(metrics=["nDCG@10", "nDGC@10"]), ["'nDGC@10'", "ir_measures"]),
         (lambda c: c["train"].update(dataset="msmarco"), ["'msmarco'", "['adi', 'cranfield', 'med', 'scifact', 'vaswani']"]),
         (lambda c: c["evaluate"].append({"dataset": "scifact", "split": "dev"}), ["'dev'", "'test', 'train'"]),
@@ -151,3 +152,109 @@ def test_msmarco_mini_preset_is_in_domain_on_trec_dl_and_zero_shot_elsewhere(def
     assert domains == {"trec-dl-2019": False, "trec-dl-2020": False, "scifact": True, "cranfield": True, "med": True, "adi": True, "vaswani": True}
     assert config["train"] == {"dataset": "msmarco-dev600", "split": "train", "models_dir": None}
     assert config["report"]["study"] == "msmarco-mini"
+
+
+def schema_defaults_met(schema: dict, config: dict, path: tuple[str, ...] = ()) -> list[str]:
+    """Each key of ``config`` that the schema gives a default, with what it does to that default."""
+    found = []
+    for key, value in config.items():
+        entry = schema.get("properties", {}).get(key, {})
+        if isinstance(value, dict) and "properties" in entry:
+            found += schema_defaults_met(entry, value, (*path, key))
+        elif "default" in entry:
+            verb = "restates" if value == entry["default"] else "contradicts"
+            found.append(f"{'.'.join((*path, key))}: {value!r} {verb} the schema's default {entry['default']!r}")
+    return found
+
+
+def test_config_yaml_sets_only_what_the_schema_leaves_open() -> None:
+    """The schema owns every default: config.yaml neither restates one nor overrides one."""
+    assert schema_defaults_met(load_schema(), yaml.safe_load((REPO / "config.yaml").read_text())) == []
+
+
+def test_the_defaults_config_yaml_shows_in_comments_are_the_schemas() -> None:
+    text = (REPO / "config.yaml").read_text()
+    commented = text[text.index("# What studies change most") :].splitlines()[1:]
+    shown = yaml.safe_load("\n".join(line.removeprefix("# ") for line in commented))
+    assert set(shown) >= {"strategies", "k", "seeds", "model", "training"}
+    config = validate_config(yaml.safe_load(text))
+    for key, value in shown.items():
+        if isinstance(value, dict):
+            assert {name: config[key][name] for name in value} == value, key
+        else:
+            assert config[key] == value, key
+
+
+def test_restated_and_contradicted_defaults_are_named() -> None:
+    schema = load_schema()
+    config = {"k": [10, 50], "training": {"learning_rate": 2e-5}, "datasets": {}}
+    assert schema_defaults_met(schema, config) == [
+        "k: [10, 50] restates the schema's default [10, 50]",
+        "training.learning_rate: 2e-05 contradicts the schema's default 0.0001",
+    ]
+
+
+def schema_leaf_defaults() -> dict[str, list[str]]:
+    """Every scalar or list default of the schema, by its key's last name."""
+    leaves: dict[str, list[str]] = {}
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        for key, entry in node.get("properties", {}).items():
+            walk(entry, (*path, key))
+            if "default" in entry and not isinstance(entry["default"], dict):
+                leaves.setdefault(key, []).append(".".join((*path, key)))
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], (*path, "*"))
+
+    walk(load_schema(), ())
+    return leaves
+
+
+# Library parameters named like a schema key that are a different setting (an internal batch of
+# a corpus pass, the audit's own depth), not the study's value under another owner.
+NOT_THE_SCHEMAS = {"batch_size", ("audit_negatives", "depth")}
+
+
+def test_no_library_keyword_default_restates_or_contradicts_the_schema() -> None:
+    """The schema owns the study's values: a library function takes them from its caller."""
+    import ast
+
+    leaves = {**schema_leaf_defaults(), "skip": ["training.negatives_skip"]}
+    shadowed = []
+    for path in sorted((REPO / "workflow" / "tokenprune").rglob("*.py")):
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            arguments = function.args
+            positional = arguments.posonlyargs + arguments.args
+            defaulted = list(zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults))
+            defaulted += [(name, value) for name, value in zip(arguments.kwonlyargs, arguments.kw_defaults) if value]
+            for argument, value in defaulted:
+                name = argument.arg
+                if name not in leaves or name in NOT_THE_SCHEMAS or (function.name, name) in NOT_THE_SCHEMAS:
+                    continue
+                if isinstance(value, ast.Constant) and value.value is None:
+                    continue
+                shadowed.append(f"{path.relative_to(REPO)}:{function.lineno} {function.name}({name}=…) vs {leaves[name]}")
+    assert shadowed == []
+
+
+def test_docs_configuration_md_is_the_schemas_page() -> None:
+    """docs/configuration.md is generated ('tokenprune config-docs docs/configuration.md' renews it)."""
+    from tokenprune.config_docs import write_configuration_docs
+
+    assert write_configuration_docs(REPO / "docs" / "configuration.md", check=True)
+
+
+def test_the_configuration_page_follows_the_schema(tmp_path) -> None:
+    from tokenprune.config_docs import render_configuration_docs, write_configuration_docs
+
+    schema = copy.deepcopy(load_schema())
+    schema["properties"]["training"]["properties"]["steps"]["default"] = 7
+    page = render_configuration_docs(schema)
+    assert "| `training.steps` | integer ≥ 1 | `7` |" in page
+    assert "| `datasets.*.offline_folder` | string |" in page and "| `evaluate[].split` | string |" in page
+    stale = tmp_path / "configuration.md"
+    stale.write_text(page)
+    with pytest.raises(TokenpruneError, match="out of date with the config schema"):
+        write_configuration_docs(stale, check=True)

@@ -115,7 +115,7 @@ def test_pool_clusters_only_content_tokens_into_k_means() -> None:
     vectors[0, [5, 6, 7]] = north
     vectors[0, [0, 1, 4, 8]] = torch.tensor([0.0, 0.0, 1.0])
     vectors[1, 2] = east
-    stored = make_selector("pool", 2).reduce(vectors, batch)
+    stored = make_selector("pool", 2).reduce(vectors, batch, "content")
     assert stored.mask.tolist() == [[True, True], [True, False]]
     # Each stored vector sits at its cluster's first token; [CLS], [D], the comma and [SEP] joined no cluster.
     assert stored.positions[0].tolist() == [2, 5]

@@ -36,7 +36,7 @@ def collection(tmp_path_factory, tokenizer) -> dict[str, Path]:
     beir = write_topics_collection(folder / "beir")
     spec = DatasetSpec.from_config("tiny", {"beir_folder": str(beir), "splits": ["train", "test"]})
     prepare_dataset(spec, open_collection(spec, None, folder / "irds"), folder / "data", tokenizer)
-    mine_bm25_negatives(PreparedDataset(folder / "data"), "train", folder / "triples.parquet", negatives_per_query=2)
+    mine_bm25_negatives(PreparedDataset(folder / "data"), "train", folder / "triples.parquet", negatives_per_query=2, skip=0)
     return {"data": folder / "data", "triples": folder / "triples.parquet"}
 
 
@@ -60,7 +60,7 @@ def test_pipeline_reruns_are_byte_identical_on_cpu(collection, tmp_path, monkeyp
         assert main(["index", "--model", "model", "--data", str(collection["data"]), "--batch-size", "4", "--chunk-documents", "8",
                      "--precision", "fp32", "--threads", "1", "--output", "index"]) == 0
         assert main(["retrieve", "--model", "model", "--index", "index", "--data", str(collection["data"]), "--split", "test",
-                     "--mode", "exact", "--depth", "1000", "--threads", "1", "--output", "run.trec"]) == 0  # fmt: skip
+                     "--mode", "exact", "--depth", "1000", "--query-max-length", "16", "--threads", "1", "--output", "run.trec"]) == 0  # fmt: skip
         assert main(["evaluate", "--run", "run.trec", "--data", str(collection["data"]), "--split", "test",
                      "--metrics", "nDCG@10", "RR@10", "--output", "metrics.json", "--per-query", "perquery.tsv"]) == 0  # fmt: skip
         outputs.append(workdir)

@@ -86,7 +86,7 @@ def test_aggregation_means_deltas_and_significance(synthetic: list[SystemResult]
 
 
 def test_holm_family_is_the_compared_methods(synthetic: list[SystemResult]) -> None:
-    comparison = compare_methods(synthetic, ["nDCG@10"])
+    comparison = compare_methods(synthetic, ["nDCG@10"], alpha=0.05)
     table = comparison.table.set_index("method")
     per_method = {r.system.method: r.per_query["nDCG@10"] for r in synthetic}
     reference = per_method["sci/none/kall"]
@@ -109,7 +109,7 @@ def test_holm_family_is_the_compared_methods(synthetic: list[SystemResult]) -> N
 
 def test_missing_measure_names_the_system(synthetic: list[SystemResult]) -> None:
     with pytest.raises(TokenpruneError, match="'sci/none/kall/seed1' was not evaluated with \\['RR@10'\\]"):
-        compare_methods(synthetic, ["nDCG@10", "RR@10"])
+        compare_methods(synthetic, ["nDCG@10", "RR@10"], alpha=0.05)
 
 
 def test_paper_values_are_shown_for_the_matching_collection(synthetic: list[SystemResult]) -> None:
@@ -124,7 +124,7 @@ def test_paper_values_are_shown_for_the_matching_collection(synthetic: list[Syst
         SystemResult(System.parse(r.system.id.replace("k10", "k50")), r.measures, r.per_query, r.index_stats)
         for r in synthetic
     ]
-    comparison = compare_methods(renamed, ["nDCG@10"], paper=scifact)
+    comparison = compare_methods(renamed, ["nDCG@10"], alpha=0.05, paper=scifact)
     table = comparison.table.set_index("method")
     assert table.loc["ColBERT (no pruning)", "nDCG@10 paper"] == 0.633
     assert table.loc["first", "nDCG@10 paper"] == 0.545
@@ -137,7 +137,7 @@ def test_paper_values_are_shown_for_the_matching_collection(synthetic: list[Syst
 
 
 def test_renderings_carry_values_marks_and_footnote(synthetic: list[SystemResult]) -> None:
-    comparison = compare_methods(synthetic, ["nDCG@10"], corpus="sci", split="test", mode="exact")
+    comparison = compare_methods(synthetic, ["nDCG@10"], alpha=0.05, corpus="sci", split="test", mode="exact")
     first_value = f"{comparison.table.set_index('method').loc['first', 'nDCG@10']:.3f}"
     markdown = tables.to_markdown(comparison)
     first_row = next(line for line in markdown.splitlines() if line.startswith("| first"))
@@ -510,6 +510,6 @@ def test_indexes_of_two_precisions_are_not_compared() -> None:
     bf16.index_stats["encoding_precision"] = "bf16"
     fp32.index_stats["encoding_precision"] = "fp32"
     with pytest.raises(TokenpruneError, match=r"encoded in 2 precisions \(bf16: sci/none/kall/seed1; fp32: sci/first/k10/seed1\)"):
-        compare_methods([bf16, fp32], ["nDCG@10"])
+        compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05)
     fp32.index_stats["encoding_precision"] = "bf16"
-    assert len(compare_methods([bf16, fp32], ["nDCG@10"]).table) == 2
+    assert len(compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05).table) == 2

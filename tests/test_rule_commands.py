@@ -1,4 +1,5 @@
-"""Every `tokenprune` command the rules run passes each option that has a default of its own.
+"""Every `tokenprune` command the rules run passes each option that has a default of its own, and
+every option a rule always passes is required by the CLI.
 
 The schema owns every default. An option the CLI defaults but a rule leaves out is a second default: it
 silently wins over the config the moment the two differ (a `train.split` other than "train", an
@@ -26,6 +27,31 @@ NOT_CONFIG_VALUES = {
     # An unsharded index job is shard 0 of 1; the sharded rules pass both.
     "--shards",
     "--shard",
+}
+
+
+# Options without a default that rules pass only in some studies or jobs: leaving them out is a mode of the
+# command, not a fallback. Every other option a rule passes is required, so a rule that dropped one fails.
+OPTIONAL_BY_MODE = {
+    ("index", "--idf"): "only the idf strategy reads IDF",
+    ("train", "--idf"): "only the idf strategy reads IDF",
+    ("posthoc-index", "--idf"): "only a post-hoc idf selection reads IDF",
+    ("posthoc-index", "--own-index"): "an extra output: the unpruned index from the same encoding pass",
+    ("retrieve", "--ann-index"): "only --mode ann",
+    ("retrieve", "--nprobe"): "only --mode ann",
+    ("retrieve", "--candidates-per-token"): "only --mode ann",
+    ("mine-negatives", "--docpairs-irds-id"): "official triples instead of mined BM25 negatives",
+    ("summarize", "--paper-collection"): "only collections the paper reports",
+    # prepare-data reads a dataset's entry either from --config or from --spec and these options.
+    ("prepare-data", "--spec"): "the alternative to --config",
+    ("prepare-data", "--backbone"): "from the config with --config",
+    ("prepare-data", "--irds-home"): "from the config with --config",
+    ("prepare-data", "--passage-max-length"): "only sizes a report line",
+    ("prepare-data", "--query-max-length"): "only sizes a report line",
+    # A figure's title is a caption, not a study setting.
+    ("plot-tradeoff", "--title"): "caption",
+    ("plot-training", "--title"): "caption",
+    ("token-diagnostics", "--title"): "caption",
 }
 
 
@@ -90,4 +116,26 @@ def test_rules_pass_every_option_the_cli_defaults(tmp_path: Path, configfiles: t
         name, options = arguments[0], arguments[1:]
         parsers[name].parse_args(options)  # the command as written parses
         problems.update(f"tokenprune {name}: {option}" for option in second_defaults(options, parsers[name]))
+        problems.update(f"tokenprune {name}: {option}" for option in hidden_fallbacks(name, options, parsers[name]))
     assert not problems, "rules leave these to a second default:\n" + "\n".join(sorted(problems))
+
+
+def hidden_fallbacks(name: str, arguments: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Options defaulting to None that ``arguments`` pass, yet the CLI does not require: dropped from a rule,
+    the command would still run, on a fallback of its own (all cores for --threads)."""
+    passed = {word.split("=")[0] for word in arguments if word.startswith("--")}
+    return [
+        f"{action.option_strings[-1]} (passed, yet optional with a None default)"
+        for action in parser._actions
+        if set(action.option_strings) & passed and not action.required and action.default is None
+        and (name, action.option_strings[-1]) not in OPTIONAL_BY_MODE and not set(action.option_strings) & NOT_CONFIG_VALUES
+    ]  # fmt: skip
+
+
+def test_a_rule_that_drops_threads_is_caught() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--idf")
+    assert hidden_fallbacks("index", ["--threads", "1", "--idf", "x"], parser) == [
+        "--threads (passed, yet optional with a None default)"
+    ]

@@ -50,8 +50,8 @@ def test_unknown_candidate_rule_names_the_known_ones() -> None:
 
 def test_first_keeps_the_first_k_content_tokens() -> None:
     # Neither [CLS], [D] nor the comma take a slot: the first two content tokens are positions 2 and 4.
-    assert kept(make_selector("first", 2).select(batch())) == [[2, 4], [2]]
-    assert kept(make_selector("first", 20).select(batch())) == [[2, 4, 5, 6], [2]]
+    assert kept(make_selector("first", 2).select(batch(), "content")) == [[2, 4], [2]]
+    assert kept(make_selector("first", 20).select(batch(), "content")) == [[2, 4, 5, 6], [2]]
     # Under the other rules it is the first k positions of what they allow.
     assert kept(make_selector("first", 3).select(batch(), "no_punctuation")) == [[0, 1, 2], [0, 1, 2]]
     assert kept(make_selector("first", 4).select(batch(), "all")) == [[0, 1, 2, 3], [0, 1, 2, 3]]
@@ -63,14 +63,14 @@ def test_idf_keeps_the_k_highest_idf_tokens_against_a_hand_table() -> None:
     # that counted no special tokens would make them.
     idf[[10, 11, 12, 13, 14, 20]] = torch.tensor([2.0, 9.0, 1.0, 5.0, 3.0, 4.0])
     idf[[101, 102, 2]] = 99.0
-    assert kept(make_selector("idf", 3, idf=idf).select(batch())) == [[2, 5, 6], [2]]
-    assert kept(make_selector("idf", 4, idf=idf).select(batch())) == [[2, 4, 5, 6], [2]]
+    assert kept(make_selector("idf", 3, idf=idf).select(batch(), "content")) == [[2, 5, 6], [2]]
+    assert kept(make_selector("idf", 4, idf=idf).select(batch(), "content")) == [[2, 4, 5, 6], [2]]
     # Special tokens are never chosen, whatever the rule; under 'all' the comma is a candidate.
     assert kept(make_selector("idf", 3, idf=idf).select(batch(), "all")) == [[3, 5, 6], [2]]
     assert kept(make_selector("idf", 8, idf=idf).select(batch(), "no_punctuation")) == [[2, 4, 5, 6], [2]]
     # Ties resolve to the earlier position.
     flat = torch.ones(200)
-    assert kept(make_selector("idf", 2, idf=flat).select(batch())) == [[2, 4], [2]]
+    assert kept(make_selector("idf", 2, idf=flat).select(batch(), "content")) == [[2, 4], [2]]
 
 
 def test_unused_keeps_exactly_its_inserted_ids_whatever_the_rule() -> None:
@@ -106,7 +106,7 @@ def test_attention_matches_a_naive_per_head_loop() -> None:
     reference = naive_attention_received(attentions, ATTENTION_MASK)
     candidates = ATTENTION_MASK.bool() & ~PUNCTUATION & ~SPECIAL
     expected = [sorted(reference[0].masked_fill(~candidates[0], -1).topk(3).indices.tolist()), [2]]
-    assert kept(make_selector("attention", 3).select(batch(attentions=attentions))) == expected
+    assert kept(make_selector("attention", 3).select(batch(attentions=attentions), "content")) == expected
     # Special tokens receive much attention: under 'no_punctuation' they compete for the slots.
     candidates = ATTENTION_MASK.bool() & ~PUNCTUATION
     expected = [sorted(reference[b].masked_fill(~candidates[b], -1).topk(3).indices.tolist()) for b in range(2)]
@@ -191,3 +191,17 @@ def test_real_passages_keep_no_special_token_or_punctuation(strategy: str, k: in
     assert not torch.isin(kept_ids, model.special_ids).any()
     assert not torch.isin(kept_ids, model.punctuation_ids).any()
     assert len(kept_ids) > 0
+
+
+def test_make_selector_passes_keyword_only_resources(monkeypatch) -> None:
+    """A selector whose resource is keyword-only still receives it (co_varnames' positional slice dropped it)."""
+    from tokenprune import selection
+
+    class Scaled(selection.FirstK):
+        def __init__(self, k: int | None, *, scale: float) -> None:
+            super().__init__(k)
+            self.scale = scale
+
+    monkeypatch.setitem(selection.SELECTORS, "scaled", Scaled)
+    selector = make_selector("scaled", 2, scale=0.5, idf=None)
+    assert (selector.k, selector.scale) == (2, 0.5)

@@ -44,7 +44,7 @@ def scifact(shared_data: Path, tmp_path_factory, tokenizer) -> PreparedDataset:
 def triples(scifact: PreparedDataset, tmp_path_factory) -> Path:
     """BM25-mined triples of the first 16 training pairs: a set small enough to fit in a few dozen steps."""
     folder = tmp_path_factory.mktemp("triples")
-    counts = mine_bm25_negatives(scifact, "train", folder / "all.parquet", negatives_per_query=5)
+    counts = mine_bm25_negatives(scifact, "train", folder / "all.parquet", negatives_per_query=5, skip=0)
     assert counts == {"queries": 809, "pairs": 919, "queries_without_negatives": 0}
     table = pq.read_table(folder / "all.parquet")
     first = table.slice(0, 1).to_pylist()[0]
@@ -93,7 +93,7 @@ class NaiveTripleSampler:
 
 
 def test_sampler_batches_equal_the_naive_reference(scifact: PreparedDataset, tmp_path: Path) -> None:
-    counts = mine_bm25_negatives(scifact, "train", tmp_path / "triples.parquet", negatives_per_query=5)
+    counts = mine_bm25_negatives(scifact, "train", tmp_path / "triples.parquet", negatives_per_query=5, skip=0)
     triples = tmp_path / "triples.parquet"
     # Read 100 triples at a time, so the row lookup crosses many slices; 919 triples in steps of 32 cross epochs.
     sampler = TripleSampler(triples, scifact, "train", 32, 7, read_rows=100)
@@ -263,7 +263,7 @@ def test_cli_refuses_unused_k_beyond_supply_without_traceback(scifact, triples, 
     result = subprocess.run(
         [sys.executable, "-m", "tokenprune.cli", "train", "--data", str(scifact.folder), "--split", "train",
          "--triples", str(triples), "--strategy", "unused", "--k", "5000", "--seed", "1", "--model-config", "{}",
-         "--training-config", "{}", "--checkpoint-dir", str(tmp_path / "ck"), "--output", str(tmp_path / "model")],
+         "--training-config", "{}", "--checkpoint-dir", str(tmp_path / "ck"), "--threads", "1", "--output", str(tmp_path / "model")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 2

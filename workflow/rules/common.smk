@@ -5,6 +5,9 @@ import json
 import shlex
 from pathlib import Path
 
+from tokenprune.devices import visible_gpu_count
+from tokenprune.strategies import STRATEGY_PATTERN
+
 TRAIN = config["train"]
 MODEL = config["model"]
 INDEXING = config["indexing"]
@@ -13,9 +16,6 @@ CONTROLS = config["controls"]
 COMPRESSION = config["compression"]
 # Strategies trained with the selection in the loop; the step-0 model is indexed like them.
 TRAINED_STRATEGY = STRATEGY_PATTERN
-
-from tokenprune.devices import visible_gpu_count
-from tokenprune.strategies import STRATEGY_PATTERN
 
 # The torch stages (train, index, posthoc_index, retrieve) ask for one GPU each
 # where this machine has GPUs, so `--resources gpu=N` runs N at a time. On a

@@ -50,7 +50,7 @@ def bm25_index(doc_texts: list[str]):  # noqa: ANN201 - bm25s.BM25
 
 
 def mine_bm25_negatives(
-    dataset: PreparedDataset, split: str, output: str | Path, negatives_per_query: int = 20, skip: int = 0
+    dataset: PreparedDataset, split: str, output: str | Path, negatives_per_query: int, skip: int
 ) -> dict[str, int]:
     """Mine BM25 hard negatives for every judged query of ``split`` and write the triples file.
 

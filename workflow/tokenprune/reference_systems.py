@@ -13,7 +13,7 @@ from tokenprune.negatives import bm25_index
 from tokenprune.search import Ranking, write_trec_run
 
 
-def bm25_run(dataset: PreparedDataset, split: str, output: str | Path, depth: int = 1000) -> None:
+def bm25_run(dataset: PreparedDataset, split: str, output: str | Path, depth: int) -> None:
     """BM25 (bm25s, Snowball stemming, English stop words) over a split's queries, as a TREC run."""
     import bm25s
 

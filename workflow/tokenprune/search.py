@@ -156,7 +156,7 @@ def exact_search(
     queries: torch.Tensor,
     query_mask: torch.Tensor,
     index: PrunedIndex,
-    depth: int = 1000,
+    depth: int,
     *,
     chunk_vectors: int | None = None,
     query_batch: int = 64,
@@ -297,10 +297,10 @@ def ann_search(
     query_mask: torch.Tensor,
     index: PrunedIndex,
     ann,  # noqa: ANN001 - faiss.Index
-    depth: int = 1000,
+    depth: int,
     *,
-    candidates_per_token: int = 64,
-    nprobe: int = 16,
+    candidates_per_token: int,
+    nprobe: int,
     placement: FaissPlacement | None = None,
 ) -> Ranking:
     """ColBERT's two-stage search: each query token's nearest vectors name candidate documents,

@@ -25,6 +25,7 @@ percentage of tokens kept divides by the candidates of the same rule
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,10 +191,10 @@ class TokenSelector(ABC):
         return []
 
     @abstractmethod
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         """Return the ``[batch, length]`` boolean keep mask, a subset of ``candidate_mask(batch, candidate_tokens)``."""
 
-    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str = "content") -> PassageVectors:
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str) -> PassageVectors:
         """The at most ``k`` vectors stored per passage, from every position's vector ``[batch, length, dim]``.
 
         Selecting strategies store the vectors of the positions :meth:`select`
@@ -208,7 +209,7 @@ class TokenSelector(ABC):
 class KeepAll(TokenSelector):
     """The unpruned ColBERT baseline: every candidate token."""
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         return candidate_mask(batch, candidate_tokens)
 
 
@@ -216,7 +217,7 @@ class KeepAll(TokenSelector):
 class FirstK(TokenSelector):
     """The first ``k`` candidate tokens of the passage (with ``content``, the first ``k`` word pieces of its text)."""
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         candidates = candidate_mask(batch, candidate_tokens)
         position = torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
         return top_k_mask(-position.float(), candidates, self.k)
@@ -244,7 +245,7 @@ class TopIdf(TokenSelector):
             raise TokenpruneError("strategy 'idf' needs an IDF table: run 'tokenprune compute-idf' and pass --idf")
         self.idf = idf.float()
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         if int(batch.input_ids.max()) >= self.idf.numel():
             raise TokenpruneError(
                 f"token id {int(batch.input_ids.max())} is outside the IDF table ({self.idf.numel()} entries); "
@@ -283,7 +284,7 @@ class UnusedTokens(TokenSelector):
     def prefix_ids(self) -> list[int]:
         return list(self.unused_ids)
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         inserted = torch.tensor(self.unused_ids, device=batch.input_ids.device)
         return torch.isin(batch.input_ids, inserted) & batch.attention_mask.bool()
 
@@ -302,7 +303,7 @@ class TopAttention(TokenSelector):
 
     needs_attention = True
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         if batch.attentions is None:
             raise TokenpruneError("strategy 'attention' needs the backbone's last-layer attentions")
         rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
@@ -325,11 +326,11 @@ class TokenPooling(TokenSelector):
     through the means; the clustering is a fixed assignment per step.
     """
 
-    def select(self, batch: PassageBatch, candidate_tokens: str = "content") -> torch.Tensor:
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         """Every candidate: pooling stores no token as it is, but every candidate enters a cluster."""
         return candidate_mask(batch, candidate_tokens)
 
-    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str = "content") -> PassageVectors:
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str) -> PassageVectors:
         members = candidate_mask(batch, candidate_tokens)
         with torch.no_grad():
             labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.k)
@@ -348,5 +349,6 @@ def make_selector(strategy: str, k: int | None, **resources: object) -> TokenSel
     if strategy not in SELECTORS:
         raise TokenpruneError(f"unknown strategy {strategy!r}; choose from {sorted(SELECTORS)}")
     cls = SELECTORS[strategy]
-    accepted = cls.__init__.__code__.co_varnames[: cls.__init__.__code__.co_argcount]
+    # Keyword-only parameters count too: co_varnames' positional slice would drop them.
+    accepted = inspect.signature(cls).parameters
     return cls(k, **{name: value for name, value in resources.items() if name in accepted})

@@ -196,7 +196,7 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N]."
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch, and for faiss where the stage uses it (default: all cores).")
+    parser.add_argument("--threads", type=int, required=True, help="CPU threads for torch, and for faiss where the stage uses it (the rules: 1 per CPU job).")
 
 
 def _compute_device(args: argparse.Namespace) -> torch.device:
@@ -238,7 +238,7 @@ def _initial_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triples", required=True, help="Triples file from mine-negatives (its passages initialise the projection).")
     parser.add_argument("--seed", type=int, required=True, help="The training seed whose initialisation to save.")
     parser.add_argument("--model-config", required=True, help="The config's 'model' section as JSON.")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    parser.add_argument("--threads", type=int, required=True, help="CPU threads for torch (the rules: 1 per CPU job).")
     parser.add_argument("--output", required=True, type=Path, help="Model folder to write.")
 
 
@@ -415,7 +415,7 @@ def _compress_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, required=True, help="Bits per dimension of the residual codes (1-8).")
     parser.add_argument("--centroids", type=int, required=True, help="Coarse centroids (capped at the vectors).")
     parser.add_argument("--sample-vectors", type=int, required=True, help="Vectors sampled to train the codec.")
-    parser.add_argument("--threads", type=int, help="CPU threads for faiss (default: all cores).")
+    parser.add_argument("--threads", type=int, required=True, help="CPU threads for faiss (the rules: 1 per CPU job).")
     parser.add_argument("--output", required=True, type=Path, help="Compressed index folder to write.")
 
 
@@ -437,7 +437,7 @@ def _retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nprobe", type=int, help="Inverted lists probed per query token (mode ann).")
     parser.add_argument("--candidates-per-token", type=int, help="Nearest vectors per query token (mode ann).")
     parser.add_argument("--depth", type=int, required=True, help="Documents per query in the run.")
-    parser.add_argument("--query-max-length", type=int, help="Query length in word pieces (default: the model's).")
+    parser.add_argument("--query-max-length", type=int, required=True, help="Query length in word pieces (the dataset's query_max_length, else model.query_max_length).")
     _add_compute_arguments(parser)
     parser.add_argument("--output", required=True, type=Path, help="TREC run file to write.")
 

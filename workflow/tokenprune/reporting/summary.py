@@ -208,7 +208,7 @@ def compare_methods(
     results: Sequence[SystemResult],
     measures: Sequence[str],
     *,
-    alpha: float = 0.05,
+    alpha: float,
     paper: pd.DataFrame | None = None,
     corpus: str = "",
     split: str = "",
