@@ -28,7 +28,7 @@ def workspace(tmp_path_factory, tokenizer) -> dict[str, Path]:
     spec = DatasetSpec.from_config("tiny", {"beir_folder": str(beir), "splits": ["train", "test"]})
     prepare_dataset(spec, open_collection(spec, None, folder / "irds"), folder / "data", tokenizer)
     dataset = PreparedDataset(folder / "data")
-    mine_bm25_negatives(dataset, "train", folder / "triples.parquet", negatives_per_query=1)
+    mine_bm25_negatives(dataset, "train", folder / "triples.parquet", negatives_per_query=1, skip=0)
     model = ColBERT.from_backbone(ColBERTConfig(strategy="first", k=4, dim=16, passage_max_length=32))
     model.save(folder / "model")
     build_index(model, dataset, folder / "index", batch_size=64, chunk_documents=4096, precision="auto")
@@ -47,14 +47,14 @@ def fails_cleanly(argv: list[str], message: str, output: Path, capsys) -> None:
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
-INDEX_OPTIONS = ["--batch-size", "4", "--chunk-documents", "8", "--precision", "fp32"]
+INDEX_OPTIONS = ["--batch-size", "4", "--chunk-documents", "8", "--precision", "fp32", "--threads", "1"]
 
 
 def train_argv(workspace: dict[str, Path], output: Path, *extra: str) -> list[str]:
     # Every option the rule passes is required; the test's own values come first, ``extra`` overrides them.
     return ["train", "--data", str(workspace["data"]), "--split", "train", "--triples", str(workspace["triples"]),
             "--k", "all", "--seed", "42", "--model-config", "{}", "--training-config", "{}",
-            "--checkpoint-dir", str(output.parent / "checkpoints"), "--output", str(output), *extra]  # fmt: skip
+            "--checkpoint-dir", str(output.parent / "checkpoints"), "--threads", "1", "--output", str(output), *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_split_the_dataset_lacks(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "run.trec"
     fails_cleanly(
         ["retrieve", "--model", str(workspace["model"]), "--index", str(workspace["index"]), "--data", str(workspace["data"]),
-         "--split", "dev", "--mode", "exact", "--depth", "10", "--output", str(output)],
+         "--split", "dev", "--mode", "exact", "--depth", "10", "--query-max-length", "16", "--threads", "1", "--output", str(output)],
         "has no split 'dev'", output, capsys,
     )  # fmt: skip
 
@@ -139,7 +139,7 @@ def test_corrupted_index(workspace, tmp_path, capsys, damage) -> None:
     output = tmp_path / "run.trec"
     fails_cleanly(
         ["retrieve", "--model", str(workspace["model"]), "--index", str(index), "--data", str(workspace["data"]),
-         "--split", "test", "--mode", "exact", "--depth", "10", "--output", str(output)],
+         "--split", "test", "--mode", "exact", "--depth", "10", "--query-max-length", "16", "--threads", "1", "--output", str(output)],
         message, output, capsys,
     )  # fmt: skip
 
@@ -197,7 +197,7 @@ def test_failed_ir_datasets_download_names_the_dataset_and_the_way_out(monkeypat
     assert str(raised.value) == (
         "ir_datasets could not fetch a file of 'msmarco-passage' (ConnectionError: Max retries exceeded with url: "
         "/msmarcoranking/collection.tar.gz); without network access, put the files it downloads in an offline "
-        "folder (README, 'Offline data') or in its cache under '/data/irds'"
+        "folder (docs/troubleshooting.md, 'Offline data') or in its cache under '/data/irds'"
     )
 
 

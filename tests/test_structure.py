@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import REPO
@@ -85,12 +86,34 @@ def test_no_function_is_longer_than_the_limit_without_a_reason() -> None:
     assert not set(LONG_FUNCTIONS) - set(long), "LONG_FUNCTIONS names functions that are no longer long"
 
 
-def test_the_readme_layout_names_every_library_module_and_top_level_folder() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+def test_the_architecture_layout_names_every_library_module_and_top_level_folder() -> None:
+    architecture = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    layout = architecture.split("## Layout", 1)[1].split("\n## ", 1)[0]
     modules = {path.name for path in PACKAGE.rglob("*.py") if path.name not in ("__init__.py", "__main__.py")}
     rules = {path.name for path in (REPO / "workflow" / "rules").glob("*.smk")}
     folders = {f"{path.name}/" for path in REPO.iterdir() if path.is_dir() and not path.name.startswith(".")}
     folders -= {"results/", "resources/", "logs/", "build/", "workflow/"}  # written by runs, or the tree's own root
     missing = sorted(name for name in modules | rules | folders if name not in layout)
-    assert not missing, f"the README's Layout section does not name {missing}"
+    assert not missing, f"docs/architecture.md's Layout section does not name {missing}"
+
+
+def test_the_readme_is_short_and_opens_on_the_set_up_and_the_findings() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(readme) <= 300
+    first_screen = "\n".join(readme[:60])
+    assert "## Set-up" in first_screen and "## Findings in brief" in first_screen
+
+
+def markdown_documents() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), REPO / "benchmarks" / "README.md"]
+
+
+def test_every_relative_link_of_the_docs_names_a_file_that_exists() -> None:
+    broken = []
+    for document in markdown_documents():
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text(encoding="utf-8")):
+            if re.match(r"^(https?:|mailto:|#)", target):
+                continue
+            if not (document.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{document.relative_to(REPO)}: {target}")
+    assert broken == []

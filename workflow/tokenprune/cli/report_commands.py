@@ -118,6 +118,17 @@ def _sync_verdicts(args: argparse.Namespace) -> None:
     sync_verdict_tables(args.document, check=args.check)
 
 
+def _config_docs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("document", type=Path, help="The page to write, docs/configuration.md.")
+    parser.add_argument("--check", action="store_true", help="Change nothing; exit 2 if the page differs from the schema's.")
+
+
+def _config_docs(args: argparse.Namespace) -> None:
+    from tokenprune.config_docs import write_configuration_docs
+
+    write_configuration_docs(args.document, check=args.check)
+
+
 #: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
 COMMANDS = [
     Command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.", _summarize_arguments, _summarize),
@@ -125,5 +136,6 @@ COMMANDS = [
     Command("plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training),
     Command("claims", "The paper's claims judged on the study's summaries: claims.csv and claims.md.", _claims_arguments, _claims),
     Command("sync-verdicts", "Copy each verdict table of a document (README) from the claims.md it names.", _sync_verdicts_arguments, _sync_verdicts),
+    Command("config-docs", "Write docs/configuration.md from the config schema (--check: fail if out of date).", _config_docs_arguments, _config_docs),
     Command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.", _token_diagnostics_arguments, _token_diagnostics),
 ]

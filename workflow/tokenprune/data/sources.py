@@ -39,7 +39,7 @@ def irds_stream(items: Iterable[Any], irds_id: str) -> Iterator[Any]:
         raise TokenpruneError(
             f"ir_datasets could not fetch a file of {irds_id!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:160]}); without network access, put the files it downloads in an "
-            f"offline folder (README, 'Offline data') or in its cache under {home!r}"
+            f"offline folder (docs/troubleshooting.md, 'Offline data') or in its cache under {home!r}"
         ) from None
 
 
