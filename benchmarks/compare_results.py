@@ -37,9 +37,14 @@ def compare(reference: Path, candidate: Path, measure: str) -> pd.DataFrame:
         b = json.loads(candidate_json.read_text())["measures"][measure]
         queries_file = relative.with_name(relative.name.removesuffix(".json") + ".perquery.tsv")
         paired = pd.concat(
-            [per_query(reference / "metrics" / queries_file, measure), per_query(candidate / "metrics" / queries_file, measure)],
-            axis=1, join="inner", keys=["a", "b"],
-        )  # fmt: skip
+            [
+                per_query(reference / "metrics" / queries_file, measure),
+                per_query(candidate / "metrics" / queries_file, measure),
+            ],
+            axis=1,
+            join="inner",
+            keys=["a", "b"],
+        )
         differs = paired["a"] != paired["b"]
         p_value = float(stats.ttest_rel(paired["a"], paired["b"]).pvalue) if differs.any() else 1.0
         rows.append(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -40,10 +39,38 @@ STRATEGIES = [("none", None), ("first", 10), ("idf", 10), ("unused", 10), ("atte
 TOLERANCE = {"fp32 max |Δ|": 1e-3, "half min cosine": 0.99, "scores max |Δ|": 0.05}
 #: Parameters no forward pass of ColBERT reads (BERT's pooler): they never get a gradient.
 UNUSED_PARAMETERS = ("backbone.pooler.",)
-WORDS = (
-    "protein cell gene expression patient study risk trial dose effect model data result method analysis "
-    "passage query retrieval index token vector score rank river city history music energy water market"
-).split()
+WORDS = [
+    "protein",
+    "cell",
+    "gene",
+    "expression",
+    "patient",
+    "study",
+    "risk",
+    "trial",
+    "dose",
+    "effect",
+    "model",
+    "data",
+    "result",
+    "method",
+    "analysis",
+    "passage",
+    "query",
+    "retrieval",
+    "index",
+    "token",
+    "vector",
+    "score",
+    "rank",
+    "river",
+    "city",
+    "history",
+    "music",
+    "energy",
+    "water",
+    "market",
+]
 
 
 def synthetic_texts(count: int, words: tuple[int, int], seed: int) -> list[str]:
@@ -54,9 +81,17 @@ def synthetic_texts(count: int, words: tuple[int, int], seed: int) -> list[str]:
 
 def build_model(backbone: str, strategy: str, k: int | None, device: torch.device) -> ColBERT:
     config = ColBERTConfig(
-        backbone=backbone, strategy=strategy, k=k, dim=128, query_max_length=32, passage_max_length=180,
-        normalize=True, query_expansion=False, candidate_tokens="content", projection_init="random",
-    )  # fmt: skip
+        backbone=backbone,
+        strategy=strategy,
+        k=k,
+        dim=128,
+        query_max_length=32,
+        passage_max_length=180,
+        normalize=True,
+        query_expansion=False,
+        candidate_tokens="content",
+        projection_init="random",
+    )
     torch.manual_seed(0)  # the same random projection on every device
     vocabulary = None
     if strategy == "idf":
@@ -125,11 +160,27 @@ def check_encoding(backbone: str, device: torch.device, passages: int) -> tuple[
     with torch.inference_mode():
         ours = model.encode_passages(texts)
         difference = (_masked(ours.vectors, ours.mask) - _masked(reference.vectors, reference.mask)).abs().max().item()
-        rows.append({"check": "encode fp32 vs CPU", "value": f"max |Δ| {difference:.2e}", "tolerance": f"<= {TOLERANCE['fp32 max |Δ|']:g}", "passed": difference <= TOLERANCE["fp32 max |Δ|"]})
+        rows.append(
+            {
+                "check": "encode fp32 vs CPU",
+                "value": f"max |Δ| {difference:.2e}",
+                "tolerance": f"<= {TOLERANCE['fp32 max |Δ|']:g}",
+                "passed": difference <= TOLERANCE["fp32 max |Δ|"],
+            }
+        )
         with autocast(device, half):
             halved = model.encode_passages(texts)
-        cosine = torch.nn.functional.cosine_similarity(_masked(halved.vectors, halved.mask), _masked(reference.vectors, reference.mask), dim=-1)
-        rows.append({"check": f"encode {half} vs CPU fp32", "value": f"min cosine {cosine.min().item():.5f}", "tolerance": f">= {TOLERANCE['half min cosine']}", "passed": cosine.min().item() >= TOLERANCE["half min cosine"]})
+        cosine = torch.nn.functional.cosine_similarity(
+            _masked(halved.vectors, halved.mask), _masked(reference.vectors, reference.mask), dim=-1
+        )
+        rows.append(
+            {
+                "check": f"encode {half} vs CPU fp32",
+                "value": f"min cosine {cosine.min().item():.5f}",
+                "tolerance": f">= {TOLERANCE['half min cosine']}",
+                "passed": cosine.min().item() >= TOLERANCE["half min cosine"],
+            }
+        )
         # Throughput: the same passages, encoded again in batches as indexing does.
         repeats = max(1, 2048 // passages) if device.type == "cuda" else 1
         synchronise(device)
@@ -140,7 +191,9 @@ def check_encoding(backbone: str, device: torch.device, passages: int) -> tuple[
                     model.encode_passages(texts[first : first + 256])
         synchronise(device)
         rate = repeats * passages / (time.perf_counter() - start)
-    rows.append({"check": f"encode {half} throughput", "value": f"{rate:,.0f} passages/s", "tolerance": "", "passed": True})
+    rows.append(
+        {"check": f"encode {half} throughput", "value": f"{rate:,.0f} passages/s", "tolerance": "", "passed": True}
+    )
     return rows, model
 
 
@@ -153,8 +206,12 @@ def check_maxsim(model: ColBERT, device: torch.device, documents: int) -> list[d
         passages = model.encode_passages(synthetic_texts(256, (20, 200), 6))
     stored = passages.vectors[passages.mask].half()
     lengths = passages.mask.sum(dim=1)
-    cpu_scores = _maxsim_chunk(PackedQueries.pack(query_vectors.float().cpu(), query_mask.cpu()), stored.float().cpu(), lengths.cpu())
-    packed = PackedQueries.pack(query_vectors.to(device, stored.dtype if device.type == "cuda" else torch.float32), query_mask.to(device))
+    cpu_scores = _maxsim_chunk(
+        PackedQueries.pack(query_vectors.float().cpu(), query_mask.cpu()), stored.float().cpu(), lengths.cpu()
+    )
+    packed = PackedQueries.pack(
+        query_vectors.to(device, stored.dtype if device.type == "cuda" else torch.float32), query_mask.to(device)
+    )
     vectors = stored.to(device) if device.type == "cuda" else stored.float()
     ours = _maxsim_chunk(packed, vectors, lengths.to(device)).cpu()
     same_top = all(
@@ -163,8 +220,18 @@ def check_maxsim(model: ColBERT, device: torch.device, documents: int) -> list[d
     )
     difference = (ours - cpu_scores).abs().max().item()
     rows = [
-        {"check": "MaxSim top 10 vs CPU", "value": "same" if same_top else "different", "tolerance": "same", "passed": same_top},
-        {"check": "MaxSim scores vs CPU", "value": f"max |Δ| {difference:.2e}", "tolerance": f"<= {TOLERANCE['scores max |Δ|']:g}", "passed": difference <= TOLERANCE["scores max |Δ|"]},
+        {
+            "check": "MaxSim top 10 vs CPU",
+            "value": "same" if same_top else "different",
+            "tolerance": "same",
+            "passed": same_top,
+        },
+        {
+            "check": "MaxSim scores vs CPU",
+            "value": f"max |Δ| {difference:.2e}",
+            "tolerance": f"<= {TOLERANCE['scores max |Δ|']:g}",
+            "passed": difference <= TOLERANCE["scores max |Δ|"],
+        },
     ]
     # Bandwidth: random unit vectors in the index's layout, about 50 a document as a pruned index holds.
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -177,7 +244,14 @@ def check_maxsim(model: ColBERT, device: torch.device, documents: int) -> list[d
     _maxsim_chunk(packed, synthetic, synthetic_lengths)
     synchronise(device)
     seconds = time.perf_counter() - start
-    rows.append({"check": "MaxSim bandwidth", "value": f"{synthetic.numel() * synthetic.element_size() / seconds / 1e9:,.1f} GB/s ({documents:,} docs x 50 vectors, 16 queries)", "tolerance": "", "passed": True})
+    rows.append(
+        {
+            "check": "MaxSim bandwidth",
+            "value": f"{synthetic.numel() * synthetic.element_size() / seconds / 1e9:,.1f} GB/s ({documents:,} docs x 50 vectors, 16 queries)",
+            "tolerance": "",
+            "passed": True,
+        }
+    )
     return rows
 
 
@@ -185,11 +259,17 @@ def check_lock() -> list[dict[str, Any]]:
     """Two jobs sharing one GPU: the second waits for the first's lock, and gets it when the first exits."""
     with tempfile.TemporaryDirectory() as folder:
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from tokenprune.devices import claim_slot; "
-             "claim_slot(['gpu-check'], sys.argv[2]); print('held', flush=True); time.sleep(3)",
-             str(Path(__file__).resolve().parents[1] / "workflow"), folder],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; sys.path.insert(0, sys.argv[1]); from tokenprune.devices import claim_slot; "
+                "claim_slot(['gpu-check'], sys.argv[2]); print('held', flush=True); time.sleep(3)",
+                str(Path(__file__).resolve().parents[1] / "workflow"),
+                folder,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         refused = False
         try:
@@ -201,7 +281,14 @@ def check_lock() -> list[dict[str, Any]]:
         waited = time.perf_counter() - start
         holder.wait()
     passed = refused and waited > 1.0
-    return [{"check": "GPU lock, two jobs", "value": f"second refused while held, got it after {waited:.1f} s", "tolerance": "wait, then claim", "passed": passed}]
+    return [
+        {
+            "check": "GPU lock, two jobs",
+            "value": f"second refused while held, got it after {waited:.1f} s",
+            "tolerance": "wait, then claim",
+            "passed": passed,
+        }
+    ]
 
 
 def write_fp16_backbone(backbone: str, output: Path) -> None:
@@ -225,10 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (the first GPU) or cpu.")
     parser.add_argument("--backbone", default="embedded", help="'embedded' or a local model folder.")
     parser.add_argument("--batch", type=int, help="Triples per training step (default 32 on CUDA, 8 on the CPU).")
-    parser.add_argument("--passages", type=int, help="Passages encoded on both devices (default 256 on CUDA, 32 on the CPU).")
-    parser.add_argument("--documents", type=int, help="Documents of the MaxSim bandwidth run (default 200,000 on CUDA, 2,000 on the CPU).")
+    parser.add_argument(
+        "--passages", type=int, help="Passages encoded on both devices (default 256 on CUDA, 32 on the CPU)."
+    )
+    parser.add_argument(
+        "--documents",
+        type=int,
+        help="Documents of the MaxSim bandwidth run (default 200,000 on CUDA, 2,000 on the CPU).",
+    )
     parser.add_argument("--output", type=Path, help="JSON file for the table and the machine.")
-    parser.add_argument("--write-fp16-backbone", type=Path, metavar="FOLDER", help="Write a float16 copy of --backbone there and stop.")
+    parser.add_argument(
+        "--write-fp16-backbone", type=Path, metavar="FOLDER", help="Write a float16 copy of --backbone there and stop."
+    )
     args = parser.parse_args(argv)
     if args.write_fp16_backbone:
         write_fp16_backbone(args.backbone, args.write_fp16_backbone)
@@ -256,11 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
     width = max(len(row["check"]) for row in rows)
-    print(f"tokenprune GPU check on {machine['device']} (torch {machine['torch']}, transformers {machine['transformers']})")
+    print(
+        f"tokenprune GPU check on {machine['device']} (torch {machine['torch']}, transformers {machine['transformers']})"
+    )
     for row in rows:
         speed = f"  {row['triples_per_s']:.1f} triples/s" if "triples_per_s" in row else ""
         missing = f"  missing: {row['missing']}" if row.get("missing") else ""
-        print(f"{'ok  ' if row['passed'] else 'FAIL'} {row['check']:<{width}}  {row['value']}{speed}  [{row['tolerance']}]{missing}")
+        print(
+            f"{'ok  ' if row['passed'] else 'FAIL'} {row['check']:<{width}}  {row['value']}{speed}  [{row['tolerance']}]{missing}"
+        )
     print(f"{machine['seconds']} s")
     if args.output:
         args.output.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2, default=str))

@@ -106,8 +106,11 @@ def encoder_tokens_per_second(tokens: int) -> tuple[float, dict[str, int]]:
         started, repeats = time.perf_counter(), 4
         for _ in range(repeats):
             model(input_ids=ids, attention_mask=mask)
-    shape = {"layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
-             "intermediate": model.config.intermediate_size}  # fmt: skip
+    shape = {
+        "layers": model.config.num_hidden_layers,
+        "hidden": model.config.hidden_size,
+        "intermediate": model.config.intermediate_size,
+    }
     return repeats * ids.numel() / (time.perf_counter() - started), shape
 
 
@@ -145,7 +148,7 @@ def run_in_subprocess(passages: int) -> dict[str, float]:
 
 def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """(intercept, slope) of a straight line through measured (size, value) points."""
-    sizes, values = map(np.array, zip(*points))
+    sizes, values = map(np.array, zip(*points, strict=True))
     slope, intercept = np.polyfit(sizes, values, 1)
     return float(intercept), float(slope)
 
@@ -166,20 +169,28 @@ def study_settings(config_path: Path, collection: str) -> dict[str, Any]:
     dataset = config["datasets"][collection]
     metadata = json.loads((importlib.resources.files("ir_datasets") / "etc" / "metadata.json").read_text())
     splits = {name: irds_id for name, irds_id in dataset["splits"].items()}
-    searched = next(split for collection_name, split in ((e["dataset"], e["split"]) for e in config["evaluate"])
-                    if collection_name == collection)  # fmt: skip
+    searched = next(
+        split
+        for collection_name, split in ((e["dataset"], e["split"]) for e in config["evaluate"])
+        if collection_name == collection
+    )
     return {
         "passages": metadata[dataset["irds_id"]]["docs"]["count"],
         "dev_queries": metadata[splits[searched]]["queries"]["count"],
         "triples": metadata[config["training"]["docpairs_irds_id"]]["docpairs"]["count"],
-        "steps": config["training"]["steps"], "batch_size": config["training"]["batch_size"],
+        "steps": config["training"]["steps"],
+        "batch_size": config["training"]["batch_size"],
         "shards": dataset.get("index_shards", config["indexing"]["shards"]),
-        "query_tokens": config["model"]["query_max_length"], "dim": config["model"]["dim"],
-        "nlist": config["retrieval"]["ann"]["nlist"], "nprobe": config["retrieval"]["ann"]["nprobe"],
-    }  # fmt: skip
+        "query_tokens": config["model"]["query_max_length"],
+        "dim": config["model"]["dim"],
+        "nlist": config["retrieval"]["ann"]["nlist"],
+        "nprobe": config["retrieval"]["ann"]["nprobe"],
+    }
 
 
-def extrapolate(scale: dict[str, Any], sampler: dict[str, Any], rates: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+def extrapolate(
+    scale: dict[str, Any], sampler: dict[str, Any], rates: dict[str, Any], study: dict[str, Any]
+) -> dict[str, Any]:
     from tokenprune.config import schema_defaults
 
     rows = {row["index"]: row for row in scale["rows"] if row["passages"] == max(r["passages"] for r in scale["rows"])}
@@ -212,10 +223,13 @@ def extrapolate(scale: dict[str, Any], sampler: dict[str, Any], rates: dict[str,
             "write_peak_rss_mib": write["peak_rss_mib"],
             "exact_cpu_flops": search_flops,
             "exact_dev_cpu_hours": dev_flops / search_flops / 3600,
-            "exact_dev_h100_minutes": max(dev_flops / (search_flops / cpu_flops * H100_FLOPS), index_bytes / H100_HOST_TO_DEVICE) / 60,
+            "exact_dev_h100_minutes": max(
+                dev_flops / (search_flops / cpu_flops * H100_FLOPS), index_bytes / H100_HOST_TO_DEVICE
+            )
+            / 60,
             "exact_index_pass_h100_minutes": index_bytes / H100_HOST_TO_DEVICE / 60,
             "exact_peak_rss_mib": exact["peak_rss_mib"],
-        }  # fmt: skip
+        }
         per_index[name] = entry
     # ANN: seconds and MiB per added vector from the two largest measured k=10 points (the k-means sample is capped).
     ann_points = sorted((r["write"]["vectors"], r["ann"]) for r in scale["rows"] if r["index"] == "k10" and "ann" in r)
@@ -230,10 +244,20 @@ def extrapolate(scale: dict[str, Any], sampler: dict[str, Any], rates: dict[str,
     scanned = 32 * large_vectors * min(1.0, schema_defaults("retrieval.ann")["nprobe"] / large["nlist"])
     codes_per_second = scanned * large["queries_per_second"]
     for entry in per_index.values():
-        entry["ann_dev_cpu_hours"] = (study["dev_queries"] * study["query_tokens"] * entry["vectors"]
-                                      * min(1.0, study["nprobe"] / study["nlist"]) / codes_per_second / 3600)
-        entry["ann_build_cpu_hours"] = lists_factor * (large["build_seconds"] + ann_seconds_per_vector * (entry["vectors"] - large_vectors)) / 3600
-        entry["ann_build_peak_gib"] = (large["peak_rss_mib"] + ann_mib_per_vector * (entry["vectors"] - large_vectors)) / 1024
+        entry["ann_dev_cpu_hours"] = (
+            study["dev_queries"]
+            * study["query_tokens"]
+            * entry["vectors"]
+            * min(1.0, study["nprobe"] / study["nlist"])
+            / codes_per_second
+            / 3600
+        )
+        entry["ann_build_cpu_hours"] = (
+            lists_factor * (large["build_seconds"] + ann_seconds_per_vector * (entry["vectors"] - large_vectors)) / 3600
+        )
+        entry["ann_build_peak_gib"] = (
+            large["peak_rss_mib"] + ann_mib_per_vector * (entry["vectors"] - large_vectors)
+        ) / 1024
     # The sampler: peak RSS against corpus passages (at 1M triples) and against triples (at the largest corpus).
     runs = [row["sampler"] | {"passages": row["passages"]} for run in sampler["runs"] for row in run["rows"]]
     at_one_million = [(r["passages"], r["peak_rss_mib"]) for r in runs if r["triples"] == 1_000_000]
@@ -244,44 +268,70 @@ def extrapolate(scale: dict[str, Any], sampler: dict[str, Any], rates: dict[str,
     sampler_mib = base + per_passage * passages + per_triple * (study["triples"] - 1_000_000)
     # Training: a forward pass of the 2 passages and the query of each triple, the backward pass about twice that.
     query_tokens = study["query_tokens"]
-    step_flops = 3 * study["batch_size"] * (2 * tokens * paper_flops + query_tokens * flops_per_token(**PAPER_SHAPE, tokens=query_tokens))
+    step_flops = (
+        3
+        * study["batch_size"]
+        * (2 * tokens * paper_flops + query_tokens * flops_per_token(**PAPER_SHAPE, tokens=query_tokens))
+    )
     train_gpu = study["steps"] * (step_flops / (GPU_ENCODER_EFFICIENCY * H100_FLOPS) + STEP_OVERHEAD_SECONDS)
     prepare_base, prepare_per_passage = linear_fit([(r["passages"], r["seconds"]) for r in rates["prepare"]])
     # An index job tokenises its passages on the host as the data stage does (which also writes them): an upper bound.
     host_hours = prepare_per_passage * passages / 3600
     rss_base, rss_per_passage = linear_fit([(r["passages"], r["peak_rss_mib"]) for r in rates["prepare"]])
     totals = {
-        "passages": passages, "content_tokens_per_passage": content_tokens, "encoder_fraction_of_matmul": encoder_fraction,
+        "passages": passages,
+        "content_tokens_per_passage": content_tokens,
+        "encoder_fraction_of_matmul": encoder_fraction,
         "host_tokenise_cpu_hours": host_hours,
         "paper_forward_gflop_per_passage": paper_flops * tokens / 1e9,
-        "encode_cpu_hours": encode_cpu / 3600, "encode_h100_minutes": encode_gpu / 60,
+        "encode_cpu_hours": encode_cpu / 3600,
+        "encode_h100_minutes": encode_gpu / 60,
         "prepare_cpu_minutes": (prepare_base + prepare_per_passage * passages) / 60,
         "prepare_peak_gib": (rss_base + rss_per_passage * passages) / 1024,
-        "sampler_peak_gib": sampler_mib / 1024, "train_h100_hours": train_gpu / 3600,
-    }  # fmt: skip
+        "sampler_peak_gib": sampler_mib / 1024,
+        "train_h100_hours": train_gpu / 3600,
+    }
     selected = per_index["unpruned"]
     # The post-hoc pass writes the unpruned model's own index and first, idf and attention at k=50 and k=10.
-    posthoc_write_hours = selected["write_cpu_hours"] + 3 * (per_index["k50"]["write_cpu_hours"] + per_index["k10"]["write_cpu_hours"])
+    posthoc_write_hours = selected["write_cpu_hours"] + 3 * (
+        per_index["k50"]["write_cpu_hours"] + per_index["k10"]["write_cpu_hours"]
+    )
     resources = {
-        "prepare_data": {"mem_mb": round_up(totals["prepare_peak_gib"] * 1024 * MEMORY_MARGIN, 1000),
-                         "runtime": round_up(totals["prepare_cpu_minutes"] * TIME_MARGIN, 30)},
-        "train": {"mem_mb": round_up((sampler_mib + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
-                  "runtime": round_up(totals["train_h100_hours"] * 60 * TIME_MARGIN, 60)},
-        "index": {"mem_mb": round_up((selected["write_peak_rss_mib"] + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
-                  "runtime": round_up((encode_gpu / 60 + (host_hours + selected["write_cpu_hours"]) * 60) / shards
-                                      * TIME_MARGIN, 30)},
-        "posthoc_index": {"mem_mb": round_up((selected["write_peak_rss_mib"] + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
-                          "runtime": round_up((encode_gpu / 60 + (host_hours + posthoc_write_hours) * 60) / shards
-                                              * TIME_MARGIN, 30)},
-        "ann_index": {"mem_mb": round_up(selected["ann_build_peak_gib"] * 1024 * MEMORY_MARGIN, 1000),
-                      "runtime": round_up(selected["ann_build_cpu_hours"] * 60 * TIME_MARGIN, 60)},
+        "prepare_data": {
+            "mem_mb": round_up(totals["prepare_peak_gib"] * 1024 * MEMORY_MARGIN, 1000),
+            "runtime": round_up(totals["prepare_cpu_minutes"] * TIME_MARGIN, 30),
+        },
+        "train": {
+            "mem_mb": round_up((sampler_mib + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
+            "runtime": round_up(totals["train_h100_hours"] * 60 * TIME_MARGIN, 60),
+        },
+        "index": {
+            "mem_mb": round_up((selected["write_peak_rss_mib"] + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
+            "runtime": round_up(
+                (encode_gpu / 60 + (host_hours + selected["write_cpu_hours"]) * 60) / shards * TIME_MARGIN, 30
+            ),
+        },
+        "posthoc_index": {
+            "mem_mb": round_up((selected["write_peak_rss_mib"] + GPU_PROCESS_MIB) * MEMORY_MARGIN, 1000),
+            "runtime": round_up((encode_gpu / 60 + (host_hours + posthoc_write_hours) * 60) / shards * TIME_MARGIN, 30),
+        },
+        "ann_index": {
+            "mem_mb": round_up(selected["ann_build_peak_gib"] * 1024 * MEMORY_MARGIN, 1000),
+            "runtime": round_up(selected["ann_build_cpu_hours"] * 60 * TIME_MARGIN, 60),
+        },
         # Exact search holds one chunk at a time; ANN search holds the whole faiss index (as its build does).
         # A retrieval job searches exactly on the GPU, or with faiss on the CPU cores (rates of this CPU's 2 threads).
-        "retrieve": {"mem_mb": round_up(max(selected["exact_peak_rss_mib"] + GPU_PROCESS_MIB,
-                                            selected["ann_build_peak_gib"] * 1024) * MEMORY_MARGIN, 1000),
-                     "runtime": round_up(max(selected["exact_dev_h100_minutes"], selected["ann_dev_cpu_hours"] * 60)
-                                         * TIME_MARGIN, 30)},
-    }  # fmt: skip
+        "retrieve": {
+            "mem_mb": round_up(
+                max(selected["exact_peak_rss_mib"] + GPU_PROCESS_MIB, selected["ann_build_peak_gib"] * 1024)
+                * MEMORY_MARGIN,
+                1000,
+            ),
+            "runtime": round_up(
+                max(selected["exact_dev_h100_minutes"], selected["ann_dev_cpu_hours"] * 60) * TIME_MARGIN, 30
+            ),
+        },
+    }
     # The schema's memory defaults are floors: what the fits cannot see (the data stage's id set, say) stays covered.
     for stage, values in resources.items():
         values["mem_mb"] = max(values["mem_mb"], schema_defaults(f"resources.{stage}")["mem_mb"])
@@ -323,11 +373,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prepare-stage", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=Path, required=False, help="benchmarks/scale.py output with its largest size.")
-    parser.add_argument("--sampler", type=Path, required=False, help="The sampler measurements (scale.py --measure sampler).")
+    parser.add_argument(
+        "--sampler", type=Path, required=False, help="The sampler measurements (scale.py --measure sampler)."
+    )
     parser.add_argument("--config", type=Path, default=Path("configs/paper-msmarco.yaml"), help="The study to size.")
     parser.add_argument("--collection", default="msmarco", help="Its collection to size (a key of its datasets).")
     parser.add_argument("--prepare-sizes", type=int, nargs=2, default=[20_000, 100_000])
-    parser.add_argument("--rates-from", type=Path, help="Reuse the rates an earlier run of this script measured (its JSON).")
+    parser.add_argument(
+        "--rates-from", type=Path, help="Reuse the rates an earlier run of this script measured (its JSON)."
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/msmarco_sizing.json"))
     options = parser.parse_args()
     if options.prepare_stage:
@@ -347,10 +401,17 @@ def main() -> None:
     study = study_settings(options.config, options.collection)
     result = extrapolate(json.loads(options.scale.read_text()), json.loads(options.sampler.read_text()), rates, study)
     result = {
-        "date": date.today().isoformat(), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "scale": str(options.scale), "sampler": str(options.sampler),
-        "config": str(options.config), "study": study, "rates": rates, **result,
-    }  # fmt: skip
+        "date": date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "scale": str(options.scale),
+        "sampler": str(options.sampler),
+        "config": str(options.config),
+        "study": study,
+        "rates": rates,
+        **result,
+    }
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(result, indent=1))
     print(markdown(result))

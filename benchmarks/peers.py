@@ -58,8 +58,11 @@ def prepare_inputs(work: Path, passages: int | None) -> None:
     folder = Path(os.environ["TOKENPRUNE_DATA_DIR"]) / "scifact"
     if passages is not None:
         shutil.copytree(folder, work / "scifact", ignore=shutil.ignore_patterns("corpus.jsonl"))
-        with open(folder / "corpus.jsonl", encoding="utf-8") as source, open(work / "scifact" / "corpus.jsonl", "w", encoding="utf-8") as subset:
-            subset.writelines(line for _, line in zip(range(passages), source))
+        with (
+            open(folder / "corpus.jsonl", encoding="utf-8") as source,
+            open(work / "scifact" / "corpus.jsonl", "w", encoding="utf-8") as subset,
+        ):
+            subset.writelines(line for _, line in zip(range(passages), source, strict=False))
         folder = work / "scifact"
     spec = DatasetSpec.from_config("scifact", {"beir_folder": str(folder), "splits": ["test"]})
     prepare_dataset(spec, open_collection(spec, None, work / "irds"), work / "prepared", load_tokenizer("embedded"))
@@ -95,8 +98,14 @@ def write_run(path: Path, query_ids: list[str], ranked: list[list[tuple[str, flo
 def tokenprune_model(work: Path):  # noqa: ANN201
     from tokenprune.model import ColBERT, ColBERTConfig
 
-    settings = {"dim": 128, "normalize": True, "query_expansion": True, "candidate_tokens": "no_punctuation",
-                "query_max_length": QUERY_LENGTH, "passage_max_length": DOCUMENT_LENGTH}  # fmt: skip
+    settings = {
+        "dim": 128,
+        "normalize": True,
+        "query_expansion": True,
+        "candidate_tokens": "no_punctuation",
+        "query_max_length": QUERY_LENGTH,
+        "passage_max_length": DOCUMENT_LENGTH,
+    }
     return ColBERT.from_backbone(ColBERTConfig(backbone=str(work / "model"), **settings)).eval()
 
 
@@ -124,18 +133,31 @@ def tokenprune_task(task: str, work: Path, out: Path) -> dict[str, float]:
         return {"passages_per_second": len(sample) / (time.perf_counter() - start)}
     if task == "index":
         start = time.perf_counter()
-        build_index(model, PreparedDataset(work / "prepared"), out / "index", batch_size=BATCH_SIZE, chunk_documents=1024, precision="fp32")
+        build_index(
+            model,
+            PreparedDataset(work / "prepared"),
+            out / "index",
+            batch_size=BATCH_SIZE,
+            chunk_documents=1024,
+            precision="fp32",
+        )
         built = time.perf_counter() - start
         compress_index(out / "index", out / "index-2bit", bits=2, centroids=1024, sample_vectors=65536)
         compressed = time.perf_counter() - start - built
         return {
-            "index_seconds": built, "index_bytes": folder_bytes(out / "index"),
-            "stored_bytes": PrunedIndex(out / "index").stats["index_bytes"], "vectors": PrunedIndex(out / "index").stats["vectors"],
-            "compress_seconds": compressed, "compressed_bytes": folder_bytes(out / "index-2bit"),
-        }  # fmt: skip
+            "index_seconds": built,
+            "index_bytes": folder_bytes(out / "index"),
+            "stored_bytes": PrunedIndex(out / "index").stats["index_bytes"],
+            "vectors": PrunedIndex(out / "index").stats["vectors"],
+            "compress_seconds": compressed,
+            "compressed_bytes": folder_bytes(out / "index-2bit"),
+        }
     query_ids = list(queries)
     result = {}
-    for name, folder in (("exact", out.parent.parent / "index" / out.name / "index"), ("exact_2bit", out.parent.parent / "index" / out.name / "index-2bit")):
+    for name, folder in (
+        ("exact", out.parent.parent / "index" / out.name / "index"),
+        ("exact_2bit", out.parent.parent / "index" / out.name / "index-2bit"),
+    ):
         index = PrunedIndex(folder)
         start = time.perf_counter()
         vectors, mask = encode_query_set(model, [queries[q] for q in query_ids])
@@ -177,17 +199,28 @@ def pylate_task(task: str, work: Path, out: Path) -> dict[str, float]:
         index = indexes.PLAID(index_folder=str(out / "plaid"), index_name="scifact", override=True)
         index.add_documents(documents_ids=doc_ids, documents_embeddings=embeddings)
         return {
-            "index_seconds": time.perf_counter() - start, "encode_seconds": encoded,
-            "index_bytes": folder_bytes(out / "plaid"), "vectors": int(sum(len(e) for e in embeddings)),
-        }  # fmt: skip
-    index = indexes.PLAID(index_folder=str(out.parent.parent / "index" / out.name / "plaid"), index_name="scifact", override=False)
+            "index_seconds": time.perf_counter() - start,
+            "encode_seconds": encoded,
+            "index_bytes": folder_bytes(out / "plaid"),
+            "vectors": int(sum(len(e) for e in embeddings)),
+        }
+    index = indexes.PLAID(
+        index_folder=str(out.parent.parent / "index" / out.name / "plaid"), index_name="scifact", override=False
+    )
     retriever = retrieve.ColBERT(index=index)
     query_ids = list(queries)
     start = time.perf_counter()
-    embeddings = model.encode([queries[q] for q in query_ids], is_query=True, batch_size=BATCH_SIZE, show_progress_bar=False)
+    embeddings = model.encode(
+        [queries[q] for q in query_ids], is_query=True, batch_size=BATCH_SIZE, show_progress_bar=False
+    )
     results = retriever.retrieve(queries_embeddings=embeddings, k=DEPTH)
     seconds = time.perf_counter() - start
-    write_run(out / "plaid.trec", query_ids, [[(r["id"], float(r["score"])) for r in rows] for rows in results], "pylate-plaid")
+    write_run(
+        out / "plaid.trec",
+        query_ids,
+        [[(r["id"], float(r["score"])) for r in rows] for rows in results],
+        "pylate-plaid",
+    )
     return {"plaid_queries_per_second": len(query_ids) / seconds}
 
 
@@ -196,9 +229,16 @@ def pylate_save_model(work: Path) -> None:
     from pylate import models
 
     backbone = (work / "backbone.txt").read_text()
-    model = models.ColBERT(model_name_or_path=backbone, embedding_size=128, device="cpu", query_prefix="[unused0]",
-                           document_prefix="[unused1]", attend_to_expansion_tokens=True,
-                           query_length=QUERY_LENGTH, document_length=DOCUMENT_LENGTH)  # fmt: skip
+    model = models.ColBERT(
+        model_name_or_path=backbone,
+        embedding_size=128,
+        device="cpu",
+        query_prefix="[unused0]",
+        document_prefix="[unused1]",
+        attend_to_expansion_tokens=True,
+        query_length=QUERY_LENGTH,
+        document_length=DOCUMENT_LENGTH,
+    )
     model.save(str(work / "model"))
 
 
@@ -211,7 +251,20 @@ def run_side(side: str, task: str, work: Path, repetition: int, threads: int) ->
     out.mkdir(parents=True, exist_ok=True)
     python = sys.executable if side == "tokenprune" else str(PYLATE_PYTHON)
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    command = [python, __file__, "--work", str(work), "--side", side, "--task", task, "--out", str(out), "--threads", str(threads)]
+    command = [
+        python,
+        __file__,
+        "--work",
+        str(work),
+        "--side",
+        side,
+        "--task",
+        task,
+        "--out",
+        str(out),
+        "--threads",
+        str(threads),
+    ]
     subprocess.run(command, check=True, env=environment)
     return json.loads((out / "measures.json").read_text())
 
@@ -220,7 +273,9 @@ def effectiveness(work: Path, run: Path) -> dict[str, float]:
     import ir_measures
 
     measures = [ir_measures.parse_measure(name) for name in MEASURES]
-    values = ir_measures.calc_aggregate(measures, ir_measures.read_trec_qrels(str(work / "qrels.txt")), ir_measures.read_trec_run(str(run)))
+    values = ir_measures.calc_aggregate(
+        measures, ir_measures.read_trec_qrels(str(work / "qrels.txt")), ir_measures.read_trec_run(str(run))
+    )
     return {str(measure): float(value) for measure, value in values.items()}
 
 
@@ -238,19 +293,43 @@ def report(work: Path, measured: dict[str, dict[str, list[dict[str, float]]]]) -
         "PyLate PLAID (2-bit)": effectiveness(work, first_search / "pylate-rep0" / "plaid.trec"),
     }
     rows = [
-        ("encoding 1,024 passages (passages/s)", median(ours["encode"], "passages_per_second"), median(theirs["encode"], "passages_per_second")),
-        ("encode + build the index, whole corpus (s)", median(ours["index"], "index_seconds"), median(theirs["index"], "index_seconds")),
-        ("index on disk (MB), fp16 / PLAID", median(ours["index"], "index_bytes") / 1e6, median(theirs["index"], "index_bytes") / 1e6),
-        ("index on disk (MB), 2-bit codes / PLAID", median(ours["index"], "compressed_bytes") / 1e6, median(theirs["index"], "index_bytes") / 1e6),
-        ("search at depth 1000, queries encoded (queries/s), exact fp16 / PLAID",
-         median(ours["search"], "exact_queries_per_second"), median(theirs["search"], "plaid_queries_per_second")),
-        ("search (queries/s), exact on 2-bit codes / PLAID",
-         median(ours["search"], "exact_2bit_queries_per_second"), median(theirs["search"], "plaid_queries_per_second")),
-    ]  # fmt: skip
+        (
+            "encoding 1,024 passages (passages/s)",
+            median(ours["encode"], "passages_per_second"),
+            median(theirs["encode"], "passages_per_second"),
+        ),
+        (
+            "encode + build the index, whole corpus (s)",
+            median(ours["index"], "index_seconds"),
+            median(theirs["index"], "index_seconds"),
+        ),
+        (
+            "index on disk (MB), fp16 / PLAID",
+            median(ours["index"], "index_bytes") / 1e6,
+            median(theirs["index"], "index_bytes") / 1e6,
+        ),
+        (
+            "index on disk (MB), 2-bit codes / PLAID",
+            median(ours["index"], "compressed_bytes") / 1e6,
+            median(theirs["index"], "index_bytes") / 1e6,
+        ),
+        (
+            "search at depth 1000, queries encoded (queries/s), exact fp16 / PLAID",
+            median(ours["search"], "exact_queries_per_second"),
+            median(theirs["search"], "plaid_queries_per_second"),
+        ),
+        (
+            "search (queries/s), exact on 2-bit codes / PLAID",
+            median(ours["search"], "exact_2bit_queries_per_second"),
+            median(theirs["search"], "plaid_queries_per_second"),
+        ),
+    ]
     lines = ["| measurement | tokenprune | PyLate | tokenprune / PyLate |", "|---|---|---|---|"]
     lines += [f"| {name} | {a:.4g} | {b:.4g} | {a / b:.2f}× |" for name, a, b in rows]
     lines += ["", "| system | " + " | ".join(MEASURES) + " |", "|---|" + "---|" * len(MEASURES)]
-    lines += [f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in MEASURES) + " |" for name, values in quality.items()]
+    lines += [
+        f"| {name} | " + " | ".join(f"{values[m]:.4f}" for m in MEASURES) + " |" for name, values in quality.items()
+    ]
     return {"rows": rows, "effectiveness": quality, "markdown": "\n".join(lines), "raw": measured}
 
 
@@ -264,7 +343,9 @@ def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None
         from tokenprune.backbone import EMBEDDED_BACKBONE, resolve_backbone
 
         (work / "backbone.txt").write_text(resolve_backbone(EMBEDDED_BACKBONE))
-        subprocess.run([str(PYLATE_PYTHON), __file__, "--work", str(work), "--side", "pylate", "--task", "save-model"], check=True)
+        subprocess.run(
+            [str(PYLATE_PYTHON), __file__, "--work", str(work), "--side", "pylate", "--task", "save-model"], check=True
+        )
     run_side("pylate", "warm-up", work, first_repetition, threads)
     for repetition in range(first_repetition, first_repetition + repetitions):
         order = ("tokenprune", "pylate") if repetition % 2 == 0 else ("pylate", "tokenprune")
@@ -276,13 +357,17 @@ def orchestrate(work: Path, repetitions: int, threads: int, passages: int | None
 
 def write_report(work: Path) -> None:
     """Aggregate every completed measurement under ``work`` (both systems, every task) into peers.json and a table."""
-    measured: dict[str, dict[str, list[dict[str, float]]]] = {side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")}
+    measured: dict[str, dict[str, list[dict[str, float]]]] = {
+        side: {task: [] for task in TASKS} for side in ("tokenprune", "pylate")
+    }
     for side in measured:
         for task in TASKS:
             for path in sorted((work / "results" / task).glob(f"{side}-rep*/measures.json")):
                 measured[side][task].append(json.loads(path.read_text()))
     summary = report(work, measured)
-    summary["repetitions"] = {side: {task: len(rows) for task, rows in tasks.items()} for side, tasks in measured.items()}
+    summary["repetitions"] = {
+        side: {task: len(rows) for task, rows in tasks.items()} for side, tasks in measured.items()
+    }
     (work / "peers.json").write_text(json.dumps(summary, indent=2))
     print(summary["markdown"])
     print("repetitions:", summary["repetitions"])
@@ -291,14 +376,20 @@ def write_report(work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="Working folder (inputs, indexes, runs, peers.json).")
-    parser.add_argument("--repetitions", type=int, default=3, help="Repetitions per system and task; the median is reported.")
+    parser.add_argument(
+        "--repetitions", type=int, default=3, help="Repetitions per system and task; the median is reported."
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both systems.")
-    parser.add_argument("--passages", type=int, help="Only the first passages of SciFact: checks the script, measures nothing.")
+    parser.add_argument(
+        "--passages", type=int, help="Only the first passages of SciFact: checks the script, measures nothing."
+    )
     parser.add_argument("--report-only", action="store_true", help="Only aggregate the measurements already in --work.")
     parser.add_argument(
-        "--first-repetition", type=int, default=0,
+        "--first-repetition",
+        type=int,
+        default=0,
         help="Number of the first repetition: runs on several cores at once write disjoint repetitions.",
-    )  # fmt: skip
+    )
     parser.add_argument("--side", choices=["tokenprune", "pylate"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=[*TASKS, "save-model", "warm-up"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -53,8 +53,14 @@ def tokenprune_step(work: Path, compare: bool) -> None:
     from tokenprune.model import ColBERT, ColBERTConfig
     from tokenprune.pylate_format import write_pylate_folder
 
-    settings = {"dim": 128, "normalize": True, "query_expansion": True, "candidate_tokens": "no_punctuation",
-                "query_max_length": QUERY_LENGTH, "passage_max_length": DOCUMENT_LENGTH}  # fmt: skip
+    settings = {
+        "dim": 128,
+        "normalize": True,
+        "query_expansion": True,
+        "candidate_tokens": "no_punctuation",
+        "query_max_length": QUERY_LENGTH,
+        "passage_max_length": DOCUMENT_LENGTH,
+    }
     if compare:
         model = ColBERT.from_backbone(ColBERTConfig(backbone=str(work / "pylate_model"), **settings)).eval()
         report = compare_vectors(vectors_of(model), json.loads((work / "pylate_own.json").read_text()))
@@ -110,19 +116,31 @@ def pylate_step(work: Path) -> None:
     from pylate import models
 
     exported = models.ColBERT(model_name_or_path=str(work / "tokenprune_export"), device="cpu")
-    theirs = {"documents": [v.tolist() for v in exported.encode(TEXTS, is_query=False, convert_to_numpy=True)],
-              "queries": [v.tolist() for v in exported.encode(QUERIES, is_query=True, convert_to_numpy=True)]}  # fmt: skip
+    theirs = {
+        "documents": [v.tolist() for v in exported.encode(TEXTS, is_query=False, convert_to_numpy=True)],
+        "queries": [v.tolist() for v in exported.encode(QUERIES, is_query=True, convert_to_numpy=True)],
+    }
     report = compare_vectors(json.loads((work / "tokenprune.json").read_text()), theirs)
     print(json.dumps({"tokenprune's export read by PyLate": report}))
     print(json.dumps({"tokenprune's pool against PyLate's pool_factor": compare_pooling(exported, work)}))
     # PyLate's own model on the same backbone, with ColBERT's markers and attending to [MASK] like tokenprune.
-    own = models.ColBERT(model_name_or_path=(work / "backbone.txt").read_text(), embedding_size=128, device="cpu",
-                         query_prefix="[unused0]", document_prefix="[unused1]", attend_to_expansion_tokens=True)  # fmt: skip
+    own = models.ColBERT(
+        model_name_or_path=(work / "backbone.txt").read_text(),
+        embedding_size=128,
+        device="cpu",
+        query_prefix="[unused0]",
+        document_prefix="[unused1]",
+        attend_to_expansion_tokens=True,
+    )
     own.save(str(work / "pylate_model"))
-    (work / "pylate_own.json").write_text(json.dumps({
-        "documents": [v.tolist() for v in own.encode(TEXTS, is_query=False, convert_to_numpy=True)],
-        "queries": [v.tolist() for v in own.encode(QUERIES, is_query=True, convert_to_numpy=True)],
-    }))  # fmt: skip
+    (work / "pylate_own.json").write_text(
+        json.dumps(
+            {
+                "documents": [v.tolist() for v in own.encode(TEXTS, is_query=False, convert_to_numpy=True)],
+                "queries": [v.tolist() for v in own.encode(QUERIES, is_query=True, convert_to_numpy=True)],
+            }
+        )
+    )
 
 
 def compare_pooling(model, work: Path) -> dict[str, object]:  # noqa: ANN001
@@ -173,7 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("side", choices=["tokenprune", "pylate"])
     parser.add_argument("--work", type=Path, required=True, help="Folder shared by the two steps.")
-    parser.add_argument("--compare", action="store_true", help="tokenprune side, after the pylate step: read PyLate's folder.")
+    parser.add_argument(
+        "--compare", action="store_true", help="tokenprune side, after the pylate step: read PyLate's folder."
+    )
     options = parser.parse_args()
     options.work.mkdir(parents=True, exist_ok=True)
     if options.side == "tokenprune":

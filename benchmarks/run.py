@@ -45,11 +45,11 @@ import torch
 from tokenprune.attention import ParallelDropout, swap_dropout
 from tokenprune.config import schema_defaults
 from tokenprune.data import PreparedDataset
+from tokenprune.devices import resolve_device
 from tokenprune.index import PrunedIndex, build_index
 from tokenprune.model import ColBERT, maxsim
 from tokenprune.pooling import cosine_profiles, ward_clusters
 from tokenprune.precision import autocast, resolve_precision
-from tokenprune.devices import resolve_device
 from tokenprune.search import ann_search, build_ann_index, encode_query_set, exact_search
 from tokenprune.selection import candidate_mask
 
@@ -68,7 +68,9 @@ def best_time(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return best, result
 
 
-def pad_to(input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_to(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad a tokenised batch to ``width`` columns (what a fixed-length tokenizer call gives)."""
     extra = width - input_ids.shape[1]
     return (
@@ -100,7 +102,9 @@ def reference_encode(model: ColBERT, texts: list[str], batch_size: int) -> list[
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             input_ids, attention_mask = model.tokenize_passages(texts[start : start + batch_size])
-            input_ids, attention_mask = pad_to(input_ids, attention_mask, model.config.passage_max_length, model.tokenizer.pad_token_id)
+            input_ids, attention_mask = pad_to(
+                input_ids, attention_mask, model.config.passage_max_length, model.tokenizer.pad_token_id
+            )
             encoded = model.encode_passage_ids(input_ids, attention_mask)
             for row in range(len(encoded.vectors)):
                 vectors.append(encoded.vectors[row][encoded.mask[row]].float().cpu().numpy())
@@ -116,25 +120,41 @@ def bench_encoding(
     with tempfile.TemporaryDirectory() as folder:
         ours_seconds, stats = best_time(
             lambda: build_index(
-                model, dataset, Path(folder) / "index", batch_size=batch_size, chunk_documents=4096,
-                document_range=(0, documents), precision=precision,
+                model,
+                dataset,
+                Path(folder) / "index",
+                batch_size=batch_size,
+                chunk_documents=4096,
+                document_range=(0, documents),
+                precision=precision,
             ),
             repeats,
         )
         index = PrunedIndex(Path(folder) / "index")
-        ours = [np.asarray(index.vectors[index.offsets[d] : index.offsets[d + 1]], dtype=np.float32) for d in range(documents)]
+        ours = [
+            np.asarray(index.vectors[index.offsets[d] : index.offsets[d + 1]], dtype=np.float32)
+            for d in range(documents)
+        ]
     with plain_backbone(model):
         reference_seconds, reference = best_time(lambda: reference_encode(model, texts, batch_size), repeats)
-    equal = all(a.shape == b.shape and np.allclose(a, b, atol=2e-2, rtol=1e-2) for a, b in zip(ours, reference, strict=True))
+    equal = all(
+        a.shape == b.shape and np.allclose(a, b, atol=2e-2, rtol=1e-2) for a, b in zip(ours, reference, strict=True)
+    )
     max_difference = max(float(np.abs(a - b).max()) for a, b in zip(ours, reference, strict=True) if a.size)
     return {
         "passages": documents,
         "tokens": tokens,
         "ours": {
-            "seconds": ours_seconds, "passages_per_s": documents / ours_seconds, "tokens_per_s": tokens / ours_seconds,
+            "seconds": ours_seconds,
+            "passages_per_s": documents / ours_seconds,
+            "tokens_per_s": tokens / ours_seconds,
             "precision": stats["encoding_precision"],
         },
-        "reference": {"seconds": reference_seconds, "passages_per_s": documents / reference_seconds, "tokens_per_s": tokens / reference_seconds},
+        "reference": {
+            "seconds": reference_seconds,
+            "passages_per_s": documents / reference_seconds,
+            "tokens_per_s": tokens / reference_seconds,
+        },
         "speedup": reference_seconds / ours_seconds,
         "equal_results": equal,
         "max_abs_difference": max_difference,
@@ -152,7 +172,9 @@ def bench_training(
     qrels = dataset.qrels(split)
     doc_ids, texts = dataset.corpus()
     text_of = dict(zip(doc_ids, texts, strict=True))
-    judged = [(queries_by_id[q], text_of[d]) for q, docs in qrels.items() for d in docs if d in text_of and q in queries_by_id]
+    judged = [
+        (queries_by_id[q], text_of[d]) for q, docs in qrels.items() for d in docs if d in text_of and q in queries_by_id
+    ]
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(steps):
@@ -185,7 +207,9 @@ def bench_training(
     def run(fixed_padding: bool) -> None:
         model.load_state_dict(initial)
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=not fixed_padding and model.device.type in ("cpu", "cuda"))
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=2e-5, fused=not fixed_padding and model.device.type in ("cpu", "cuda")
+        )
         for step, batch in enumerate(batches):
             torch.manual_seed(step)
             loss = loss_of(batch, fixed_padding)
@@ -227,12 +251,16 @@ def bench_training(
 # ---------------------------------------------------------------- retrieval
 
 
-def encode_queries(model: ColBERT, dataset: PreparedDataset, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_queries(
+    model: ColBERT, dataset: PreparedDataset, split: str, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     vectors, mask = encode_query_set(model, list(dataset.queries(split).values())[:count])
     return vectors.float(), mask
 
 
-def reference_search(queries: torch.Tensor, query_mask: torch.Tensor, index: PrunedIndex, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def reference_search(
+    queries: torch.Tensor, query_mask: torch.Tensor, index: PrunedIndex, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Document by document: every query against one document's vectors at a time."""
     weights = query_mask.float()
     scores = torch.empty(queries.shape[0], len(index), device=queries.device)
@@ -240,23 +268,35 @@ def reference_search(queries: torch.Tensor, query_mask: torch.Tensor, index: Pru
         for document in range(len(index)):
             start, stop = int(index.offsets[document]), int(index.offsets[document + 1])
             vectors = torch.from_numpy(np.asarray(index.vectors[start:stop], dtype=np.float32)).to(queries.device)
-            best = (queries @ vectors.T).max(dim=-1).values if stop > start else torch.full(queries.shape[:2], float("-inf"), device=queries.device)
+            best = (
+                (queries @ vectors.T).max(dim=-1).values
+                if stop > start
+                else torch.full(queries.shape[:2], float("-inf"), device=queries.device)
+            )
             scores[:, document] = (best * weights).sum(dim=-1)
         top = scores.topk(min(depth, len(index)), dim=1)
     return top.values.cpu().numpy(), top.indices.cpu().numpy()
 
 
-def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset, split: str, queries: int, repeats: int, nlist: int) -> dict[str, Any]:
+def bench_retrieval(
+    model: ColBERT, index: PrunedIndex, dataset: PreparedDataset, split: str, queries: int, repeats: int, nlist: int
+) -> dict[str, Any]:
     query_vectors, query_mask = encode_queries(model, dataset, split, queries)
     count = query_vectors.shape[0]
     vector_bytes = index.stats["bytes"]["vectors.f16"]
     ours_seconds, ours = best_time(lambda: exact_search(query_vectors, query_mask, index, depth=100), repeats)
-    reference_seconds, (reference_scores, reference_indices) = best_time(lambda: reference_search(query_vectors, query_mask, index, 100), 1)
+    reference_seconds, (reference_scores, reference_indices) = best_time(
+        lambda: reference_search(query_vectors, query_mask, index, 100), 1
+    )
     exact = {
         "queries": count,
         "index_vectors": index.stats["vectors"],
         "index_vector_bytes": vector_bytes,
-        "ours": {"seconds": ours_seconds, "queries_per_s": count / ours_seconds, "effective_GB_per_s": count * vector_bytes / ours_seconds / 1e9},
+        "ours": {
+            "seconds": ours_seconds,
+            "queries_per_s": count / ours_seconds,
+            "effective_GB_per_s": count * vector_bytes / ours_seconds / 1e9,
+        },
         "reference": {"seconds": reference_seconds, "queries_per_s": count / reference_seconds},
         "speedup": reference_seconds / ours_seconds,
         "equal_results": bool(
@@ -267,24 +307,36 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
     }
     # The study's default ANN settings (the schema owns them); --nlist overrides the list count.
     settings = schema_defaults("retrieval.ann")
-    build_seconds, ann = best_time(lambda: build_ann_index(index, nlist=nlist, m=settings["m"], nbits=settings["nbits"]), 1)
+    build_seconds, ann = best_time(
+        lambda: build_ann_index(index, nlist=nlist, m=settings["m"], nbits=settings["nbits"]), 1
+    )
     search = {"candidates_per_token": settings["candidates_per_token"], "nprobe": settings["nprobe"]}
-    ann_seconds, approximate = best_time(lambda: ann_search(query_vectors, query_mask, index, ann, depth=100, **search), repeats)
+    ann_seconds, approximate = best_time(
+        lambda: ann_search(query_vectors, query_mask, index, ann, depth=100, **search), repeats
+    )
 
     def recall(depth: int) -> float:
-        return float(np.mean([
-            len(set(a[:depth]) & set(e[:depth])) / depth for a, e in zip(approximate.doc_indices, ours.doc_indices, strict=True)
-        ]))  # fmt: skip
+        return float(
+            np.mean(
+                [
+                    len(set(a[:depth]) & set(e[:depth])) / depth
+                    for a, e in zip(approximate.doc_indices, ours.doc_indices, strict=True)
+                ]
+            )
+        )
 
     ann_result = {
-        "nlist": ann.nlist, "m": settings["m"], "nbits": settings["nbits"], **search,
+        "nlist": ann.nlist,
+        "m": settings["m"],
+        "nbits": settings["nbits"],
+        **search,
         "build_seconds": build_seconds,
         "ours": {"seconds": ann_seconds, "queries_per_s": count / ann_seconds},
         "reference_exact": {"seconds": ours_seconds, "queries_per_s": count / ours_seconds},
         "speedup_vs_exact": ours_seconds / ann_seconds,
         "recall_of_exact_top10": recall(10),
         "recall_of_exact_top100": recall(100),
-    }  # fmt: skip
+    }
     return {"exact_maxsim": exact, "ann": ann_result}
 
 
@@ -292,7 +344,13 @@ def bench_retrieval(model: ColBERT, index: PrunedIndex, dataset: PreparedDataset
 
 
 def bench_pooling(
-    model: ColBERT, dataset: PreparedDataset, passages: int, batch_size: int, budgets: list[int], repeats: int, precision: str
+    model: ColBERT,
+    dataset: PreparedDataset,
+    passages: int,
+    batch_size: int,
+    budgets: list[int],
+    repeats: int,
+    precision: str,
 ) -> dict[str, Any]:
     """``pool``'s clustering alone, both backends, on the cosine profiles of ``passages`` encoded passages."""
     _, texts = next(dataset.corpus_batches(min(passages, dataset.documents)))
@@ -303,14 +361,19 @@ def bench_pooling(
             vectors, batch = model.encode_passage_tokens(input_ids, attention_mask, with_attention=False)
             members = candidate_mask(batch, model.config.candidate_tokens)
             batches.append((cosine_profiles(vectors.float(), members), members))
-    results: dict[str, Any] = {"passages": len(texts), "batch_size": batch_size, "candidates_per_passage": float(
-        sum(int(members.sum()) for _, members in batches) / len(texts)
-    )}  # fmt: skip
+    results: dict[str, Any] = {
+        "passages": len(texts),
+        "batch_size": batch_size,
+        "candidates_per_passage": float(sum(int(members.sum()) for _, members in batches) / len(texts)),
+    }
     for budget in budgets:
         timings, labels = {}, {}
         for backend in ("scipy", "tensor"):
             seconds, labels[backend] = best_time(
-                lambda backend=backend: [ward_clusters(profiles, members, budget, backend) for profiles, members in batches], repeats
+                lambda backend=backend, budget=budget: [
+                    ward_clusters(profiles, members, budget, backend) for profiles, members in batches
+                ],
+                repeats,
             )
             timings[backend] = {"seconds": seconds, "ms_per_passage": 1e3 * seconds / len(texts)}
         results[f"k{budget}"] = {
@@ -318,7 +381,9 @@ def bench_pooling(
             "tensor_over_scipy": timings["tensor"]["seconds"] / timings["scipy"]["seconds"],
             "equal_partitions": all(torch.equal(a, b) for a, b in zip(labels["scipy"], labels["tensor"], strict=True)),
         }
-    results["note"] = "clustering only (profiles computed once, outside the timings); equal = the same labels for every passage"
+    results["note"] = (
+        "clustering only (profiles computed once, outside the timings); equal = the same labels for every passage"
+    )
     return results
 
 
@@ -333,7 +398,12 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "faiss": faiss.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "faiss": faiss.__version__,
+        },
     }
 
 
@@ -349,18 +419,34 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="Passages per forward pass when encoding.")
     parser.add_argument("--training-batch-size", type=int, default=8, help="Triples per training step.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs per timing; the fastest counts.")
-    parser.add_argument("--nlist", type=int, default=schema_defaults("retrieval.ann")["nlist"], help="IVF lists of the ANN index (capped at vectors / 39).")
     parser.add_argument(
-        "--stages", nargs="+", default=["encoding", "training", "retrieval"], choices=["encoding", "training", "retrieval", "pooling"]
+        "--nlist",
+        type=int,
+        default=schema_defaults("retrieval.ann")["nlist"],
+        help="IVF lists of the ANN index (capped at vectors / 39).",
     )
-    parser.add_argument("--pool-k", type=int, nargs="+", default=[10, 50], help="Cluster budgets of the pooling benchmark.")
-    parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
-    parser.add_argument("--precision", default="auto", help="Our encoding and training precision (the references stay fp32).")
-    parser.add_argument("--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N].")
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1,
+        "--stages",
+        nargs="+",
+        default=["encoding", "training", "retrieval"],
+        choices=["encoding", "training", "retrieval", "pooling"],
+    )
+    parser.add_argument(
+        "--pool-k", type=int, nargs="+", default=[10, 50], help="Cluster budgets of the pooling benchmark."
+    )
+    parser.add_argument("--index", type=Path, help="The model's index of --data (default: build one first).")
+    parser.add_argument(
+        "--precision", default="auto", help="Our encoding and training precision (the references stay fp32)."
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (a free GPU when present, else the CPU), cpu or cuda[:N]."
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
         help="CPU threads for torch (default: all cores; the workflow's CPU jobs use 1).",
-    )  # fmt: skip
+    )
     parser.add_argument("--output", type=Path, help="JSON file to write (default: print only).")
     args = parser.parse_args()
 
@@ -371,28 +457,61 @@ def main() -> None:
     dataset = PreparedDataset(args.data)
     results: dict[str, Any] = {
         "environment": environment(),
-        "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "strategy": model.config.strategy, "k": model.config.k},
+        "settings": {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "strategy": model.config.strategy,
+            "k": model.config.k,
+        },
     }
     if "encoding" in args.stages:
-        results["encoding"] = bench_encoding(model, dataset, args.passages, args.batch_size, args.repeats, args.precision)
-        print(f"encoding: {results['encoding']['ours']['passages_per_s']:.1f} passages/s, {results['encoding']['speedup']:.2f}x the reference, equal={results['encoding']['equal_results']}")
+        results["encoding"] = bench_encoding(
+            model, dataset, args.passages, args.batch_size, args.repeats, args.precision
+        )
+        print(
+            f"encoding: {results['encoding']['ours']['passages_per_s']:.1f} passages/s, {results['encoding']['speedup']:.2f}x the reference, equal={results['encoding']['equal_results']}"
+        )
     if "training" in args.stages:
         results["training"] = bench_training(
-            model, dataset, args.train_split, args.training_steps, args.training_batch_size, args.repeats, args.precision
+            model,
+            dataset,
+            args.train_split,
+            args.training_steps,
+            args.training_batch_size,
+            args.repeats,
+            args.precision,
         )
-        print(f"training: {results['training']['ours']['triples_per_s']:.2f} triples/s, {results['training']['speedup']:.2f}x the reference, equal={results['training']['equal_results']}")
+        print(
+            f"training: {results['training']['ours']['triples_per_s']:.2f} triples/s, {results['training']['speedup']:.2f}x the reference, equal={results['training']['equal_results']}"
+        )
     if "retrieval" in args.stages:
         with tempfile.TemporaryDirectory() as folder:
             index_folder = args.index
             if index_folder is None:
                 index_folder = Path(folder) / "index"
-                build_index(model, dataset, index_folder, batch_size=args.batch_size, chunk_documents=4096, precision=args.precision)
-            results.update(bench_retrieval(model, PrunedIndex(index_folder), dataset, args.split, args.queries, args.repeats, args.nlist))
+                build_index(
+                    model,
+                    dataset,
+                    index_folder,
+                    batch_size=args.batch_size,
+                    chunk_documents=4096,
+                    precision=args.precision,
+                )
+            results.update(
+                bench_retrieval(
+                    model, PrunedIndex(index_folder), dataset, args.split, args.queries, args.repeats, args.nlist
+                )
+            )
         exact, ann = results["exact_maxsim"], results["ann"]
-        print(f"exact MaxSim: {exact['ours']['queries_per_s']:.1f} queries/s ({exact['ours']['effective_GB_per_s']:.2f} GB/s effective), {exact['speedup']:.1f}x the reference, equal={exact['equal_results']}")
-        print(f"ANN: {ann['ours']['queries_per_s']:.1f} queries/s, {ann['speedup_vs_exact']:.2f}x exact, recall of the exact top 10: {ann['recall_of_exact_top10']:.3f}")
+        print(
+            f"exact MaxSim: {exact['ours']['queries_per_s']:.1f} queries/s ({exact['ours']['effective_GB_per_s']:.2f} GB/s effective), {exact['speedup']:.1f}x the reference, equal={exact['equal_results']}"
+        )
+        print(
+            f"ANN: {ann['ours']['queries_per_s']:.1f} queries/s, {ann['speedup_vs_exact']:.2f}x exact, recall of the exact top 10: {ann['recall_of_exact_top10']:.3f}"
+        )
     if "pooling" in args.stages:
-        results["pooling"] = bench_pooling(model, dataset, args.passages, args.batch_size, args.pool_k, args.repeats, args.precision)
+        results["pooling"] = bench_pooling(
+            model, dataset, args.passages, args.batch_size, args.pool_k, args.repeats, args.precision
+        )
         for budget in args.pool_k:
             row = results["pooling"][f"k{budget}"]
             print(

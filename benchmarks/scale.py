@@ -72,7 +72,9 @@ def centres(seed: int) -> np.ndarray:
 
 
 def clustered(count: int, rng: np.random.Generator, points: np.ndarray) -> np.ndarray:
-    vectors = points[rng.integers(0, CENTRES, count)] + 0.35 * rng.standard_normal((count, DIM)).astype(np.float32) / np.sqrt(DIM)
+    vectors = points[rng.integers(0, CENTRES, count)] + 0.35 * rng.standard_normal((count, DIM)).astype(
+        np.float32
+    ) / np.sqrt(DIM)
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
 
 
@@ -92,15 +94,21 @@ def stage_write(args: dict[str, Any]) -> dict[str, Any]:
 
     started = time.perf_counter()
     stats = write_vectors_index(args["index"], chunks(), dim=DIM, k=args["k"], unpruned_tokens=int(lengths.sum()))
-    return {"seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib(), "vectors": stats["vectors"],
-            "index_bytes": stats["index_bytes"]}  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mib": peak_rss_mib(),
+        "vectors": stats["vectors"],
+        "index_bytes": stats["index_bytes"],
+    }
 
 
 def queries(count: int, seed: int):
     import torch
 
     vectors = clustered(count * QUERY_TOKENS, np.random.default_rng([seed, 3]), centres(seed))
-    return torch.from_numpy(vectors.astype(np.float32)).reshape(count, QUERY_TOKENS, DIM), torch.ones(count, QUERY_TOKENS, dtype=torch.bool)
+    return torch.from_numpy(vectors.astype(np.float32)).reshape(count, QUERY_TOKENS, DIM), torch.ones(
+        count, QUERY_TOKENS, dtype=torch.bool
+    )
 
 
 def stage_exact(args: dict[str, Any]) -> dict[str, Any]:
@@ -128,13 +136,25 @@ def stage_ann(args: dict[str, Any]) -> dict[str, Any]:
     built = time.perf_counter() - started
     query_vectors, mask = queries(args["queries"], args["seed"])
     started = time.perf_counter()
-    ranking = ann_search(query_vectors, mask, index, ann, depth=1000, candidates_per_token=settings["candidates_per_token"],
-                         nprobe=settings["nprobe"])  # fmt: skip
+    ranking = ann_search(
+        query_vectors,
+        mask,
+        index,
+        ann,
+        depth=1000,
+        candidates_per_token=settings["candidates_per_token"],
+        nprobe=settings["nprobe"],
+    )
     seconds = time.perf_counter() - started
     exact_top = np.load(args["top10"])
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ranking.doc_indices[:, :10], exact_top, strict=True)])
-    return {"build_seconds": built, "peak_rss_mib": peak_rss_mib(), "queries_per_second": args["queries"] / seconds,
-            "recall_at_10": float(recall), "nlist": int(ann.nlist)}  # fmt: skip
+    return {
+        "build_seconds": built,
+        "peak_rss_mib": peak_rss_mib(),
+        "queries_per_second": args["queries"] / seconds,
+        "recall_at_10": float(recall),
+        "nlist": int(ann.nlist),
+    }
 
 
 def stage_sampler_data(args: dict[str, Any]) -> dict[str, Any]:
@@ -152,25 +172,38 @@ def stage_sampler_data(args: dict[str, Any]) -> dict[str, Any]:
         for first in range(0, passages, 100_000):
             texts.write(encoded * min(100_000, passages - first))
     (np.arange(passages + 1, dtype="<i8") * len(encoded)).tofile(folder / PASSAGE_OFFSETS)
-    with pq.ParquetWriter(folder / "corpus.parquet", pa.schema([("doc_id", pa.string()), ("text", pa.string())])) as corpus:
+    with pq.ParquetWriter(
+        folder / "corpus.parquet", pa.schema([("doc_id", pa.string()), ("text", pa.string())])
+    ) as corpus:
         for first in range(0, passages, 100_000):
             ids = [f"p{row}" for row in range(first, min(passages, first + 100_000))]
             corpus.write_table(pa.table({"doc_id": ids, "text": [encoded.decode()] * len(ids)}))
     query_count = 100_000
-    pq.write_table(pa.table({"query_id": [f"q{q}" for q in range(query_count)], "text": ["a query"] * query_count}),
-                   folder / "queries" / "train.parquet")  # fmt: skip
-    (folder / "stats.json").write_text(json.dumps({"dataset": "synthetic", "documents": passages, "splits": {"train": {}}}))
+    pq.write_table(
+        pa.table({"query_id": [f"q{q}" for q in range(query_count)], "text": ["a query"] * query_count}),
+        folder / "queries" / "train.parquet",
+    )
+    (folder / "stats.json").write_text(
+        json.dumps({"dataset": "synthetic", "documents": passages, "splits": {"train": {}}})
+    )
     rng = np.random.default_rng(args["seed"])
-    schema = pa.schema([("query_id", pa.string()), ("positive_id", pa.string()), ("negative_ids", pa.list_(pa.string()))])
+    schema = pa.schema(
+        [("query_id", pa.string()), ("positive_id", pa.string()), ("negative_ids", pa.list_(pa.string()))]
+    )
     with pq.ParquetWriter(folder / "triples.parquet", schema) as triples:
         for first in range(0, rows, 500_000):
             count = min(500_000, rows - first)
             picked = rng.integers(0, passages, (count, 2))
-            triples.write_table(pa.table({
-                "query_id": [f"q{q}" for q in rng.integers(0, query_count, count)],
-                "positive_id": [f"p{p}" for p in picked[:, 0]],
-                "negative_ids": [[f"p{n}"] for n in picked[:, 1]],
-            }, schema=schema))  # fmt: skip
+            triples.write_table(
+                pa.table(
+                    {
+                        "query_id": [f"q{q}" for q in rng.integers(0, query_count, count)],
+                        "positive_id": [f"p{p}" for p in picked[:, 0]],
+                        "negative_ids": [[f"p{n}"] for n in picked[:, 1]],
+                    },
+                    schema=schema,
+                )
+            )
     return {"triples_bytes": (folder / "triples.parquet").stat().st_size}
 
 
@@ -181,19 +214,34 @@ def stage_sampler(args: dict[str, Any]) -> dict[str, Any]:
 
     before = peak_rss_mib()
     started = time.perf_counter()
-    sampler = TripleSampler(Path(args["data"]) / "triples.parquet", PreparedDataset(args["data"]), "train", 32, args["seed"])
+    sampler = TripleSampler(
+        Path(args["data"]) / "triples.parquet", PreparedDataset(args["data"]), "train", 32, args["seed"]
+    )
     built = time.perf_counter() - started
     for step in range(200):
         sampler.batch(step)
-    return {"build_seconds": built, "peak_rss_mib": peak_rss_mib(), "rss_after_imports_mib": before, "triples": len(sampler)}
+    return {
+        "build_seconds": built,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_after_imports_mib": before,
+        "triples": len(sampler),
+    }
 
 
-STAGES = {"write": stage_write, "exact": stage_exact, "ann": stage_ann, "sampler_data": stage_sampler_data, "sampler": stage_sampler}
+STAGES = {
+    "write": stage_write,
+    "exact": stage_exact,
+    "ann": stage_ann,
+    "sampler_data": stage_sampler_data,
+    "sampler": stage_sampler,
+}
 
 
 def run_stage(stage: str, args: dict[str, Any]) -> dict[str, Any]:
     """One stage in a fresh interpreter: its peak RSS is not inflated by earlier stages."""
-    done = subprocess.run([sys.executable, __file__, "--stage", stage, json.dumps(args)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--stage", stage, json.dumps(args)], capture_output=True, text=True
+    )
     if done.returncode:
         raise SystemExit(f"stage {stage} failed for {args}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -204,8 +252,13 @@ def measure_size(passages: int, options: argparse.Namespace, work: Path) -> list
     selections = {name: SELECTIONS[name] for name in options.selections}
     for name, k in selections.items() if options.measure in ("all", "indexes") else ():
         index = work / f"{passages}_{name}"
-        common = {"passages": passages, "seed": options.seed, "index": str(index), "queries": options.queries,
-                  "top10": str(work / f"{passages}_{name}_top10.npy")}  # fmt: skip
+        common = {
+            "passages": passages,
+            "seed": options.seed,
+            "index": str(index),
+            "queries": options.queries,
+            "top10": str(work / f"{passages}_{name}_top10.npy"),
+        }
         row: dict[str, Any] = {"passages": passages, "index": name}
         row["write"] = run_stage("write", {**common, "k": k, "mean_tokens": options.mean_tokens})
         row["exact"] = run_stage("exact", common)
@@ -216,7 +269,12 @@ def measure_size(passages: int, options: argparse.Namespace, work: Path) -> list
         shutil.rmtree(index)
     if options.measure == "indexes":
         return rows
-    data = {"passages": passages, "triples_rows": options.triples_rows, "seed": options.seed, "data": str(work / f"{passages}_data")}
+    data = {
+        "passages": passages,
+        "triples_rows": options.triples_rows,
+        "seed": options.seed,
+        "data": str(work / f"{passages}_data"),
+    }
     run_stage("sampler_data", data)
     sampler = run_stage("sampler", data)
     print(json.dumps({"passages": passages, "sampler": sampler}), flush=True)
@@ -229,16 +287,23 @@ def fitted_slopes(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Least-squares slope of log(measure) on log(passages), per index and measure (1 = linear growth)."""
     series: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
-        for stage, key in (("write", "seconds"), ("write", "index_bytes"), ("write", "peak_rss_mib"), ("exact", "seconds"),
-                           ("exact", "peak_rss_mib"), ("ann", "build_seconds"), ("ann", "peak_rss_mib"),
-                           ("sampler", "peak_rss_mib")):  # fmt: skip
+        for stage, key in (
+            ("write", "seconds"),
+            ("write", "index_bytes"),
+            ("write", "peak_rss_mib"),
+            ("exact", "seconds"),
+            ("exact", "peak_rss_mib"),
+            ("ann", "build_seconds"),
+            ("ann", "peak_rss_mib"),
+            ("sampler", "peak_rss_mib"),
+        ):
             if stage in row:
                 series.setdefault(f"{row['index']} {stage} {key}", []).append((row["passages"], row[stage][key]))
     return {
         name: float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
         for name, points in series.items()
         if len({size for size, _ in points}) > 1
-        for sizes, values in [tuple(map(np.array, zip(*points)))]
+        for sizes, values in [tuple(map(np.array, zip(*points, strict=True)))]
     }
 
 
@@ -248,15 +313,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("write", "seconds", "index write (s)"), ("write", "index_bytes", "index bytes"),
-              ("exact", "seconds", "exact search (s)"), ("exact", "peak_rss_mib", "exact search peak RSS (MiB)"),
-              ("ann", "build_seconds", "ANN build (s)")]  # fmt: skip
+    panels = [
+        ("write", "seconds", "index write (s)"),
+        ("write", "index_bytes", "index bytes"),
+        ("exact", "seconds", "exact search (s)"),
+        ("exact", "peak_rss_mib", "exact search peak RSS (MiB)"),
+        ("ann", "build_seconds", "ANN build (s)"),
+    ]
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
     for axis, (stage, key, title) in zip(axes, panels, strict=True):
         for name in SELECTIONS:
             points = [(row["passages"], row[stage][key]) for row in rows if row["index"] == name and stage in row]
             if points:
-                axis.loglog(*zip(*points), marker="o", label=name)
+                axis.loglog(*zip(*points, strict=True), marker="o", label=name)
         axis.set_title(title, fontsize=9)
         axis.set_xlabel("passages")
     axes[0].legend(fontsize=8)
@@ -275,8 +344,12 @@ def main() -> None:
     parser.add_argument("--ann-max-vectors", type=int, default=20_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure", choices=["all", "indexes", "sampler"], default="all")
-    parser.add_argument("--selections", nargs="+", choices=list(SELECTIONS), default=list(SELECTIONS), help="Indexes to measure.")
-    parser.add_argument("--work-dir", type=Path, default=None, help="Where the indexes are written (default: a temporary folder).")
+    parser.add_argument(
+        "--selections", nargs="+", choices=list(SELECTIONS), default=list(SELECTIONS), help="Indexes to measure."
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="Where the indexes are written (default: a temporary folder)."
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/scale.json"))
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/scale.png"))
     options = parser.parse_args()
@@ -291,10 +364,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
-        "date": date.today().isoformat(), "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "settings": {k: v for k, v in vars(options).items() if k not in ("stage", "stage_args")},
-        "rows": rows, "slopes": fitted_slopes(rows),
-    }  # fmt: skip
+        "date": date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {k: v for k, v in vars(options).items() if k not in ("stage", "stage_args")},
+        "rows": rows,
+        "slopes": fitted_slopes(rows),
+    }
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(result, indent=1, default=str))
     if any(row["index"] in SELECTIONS for row in rows):

@@ -63,11 +63,19 @@ def tiny_beir(tmp_path: Path) -> Path:
 
 # Eight topics, each with a relevant passage and an unrelated one; four train queries, four test queries.
 TOPICS = [
-    ("Aspirin", "Aspirin reduces the risk of heart attacks in adults with cardiovascular disease.", "does aspirin prevent heart attacks"),
+    (
+        "Aspirin",
+        "Aspirin reduces the risk of heart attacks in adults with cardiovascular disease.",
+        "does aspirin prevent heart attacks",
+    ),
     ("Vitamin", "Vitamin C supplements do not cure the common cold but may shorten it.", "vitamin c and colds"),
     ("Sleep", "Adults need about seven hours of sleep each night for good health.", "how much sleep do adults need"),
     ("Coffee", "Moderate coffee drinking is associated with lower mortality.", "is coffee bad for health"),
-    ("Exercise", "Regular aerobic exercise lowers blood pressure in hypertensive patients.", "exercise and blood pressure"),
+    (
+        "Exercise",
+        "Regular aerobic exercise lowers blood pressure in hypertensive patients.",
+        "exercise and blood pressure",
+    ),
     ("Smoking", "Smoking tobacco is the leading cause of lung cancer worldwide.", "what causes lung cancer"),
     ("Sugar", "High sugar intake increases the risk of type 2 diabetes.", "sugar and diabetes risk"),
     ("Vaccine", "Measles vaccination provides long lasting immunity in children.", "measles vaccine immunity"),
@@ -79,7 +87,9 @@ def write_topics_collection(folder: Path) -> Path:
     documents, queries, qrels = [], [], {"train": [], "test": []}
     for i, (title, text, query) in enumerate(TOPICS):
         documents.append({"_id": f"d{i}", "title": title, "text": text})
-        documents.append({"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."})
+        documents.append(
+            {"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about weather, trains and music."}
+        )
         queries.append({"_id": f"q{i}", "text": query})
         qrels["train" if i < 4 else "test"].append((f"q{i}", f"d{i}", 1))
     return write_beir_folder(folder, documents, queries, qrels)

@@ -79,7 +79,9 @@ def test_recomputed_last_layer_attention_equals_the_eager_kernels_weights() -> N
 
     model = ColBERT.from_backbone(ColBERTConfig(strategy="attention", k=4, dim=16, passage_max_length=32)).eval()
     eager = AutoModel.from_pretrained(resolve_backbone("embedded"), attn_implementation="eager").eval()
-    input_ids, attention_mask = model.tokenize_passages(["a short passage.", "a longer passage about sleep and the heart rate"])
+    input_ids, attention_mask = model.tokenize_passages(
+        ["a short passage.", "a longer passage about sleep and the heart rate"]
+    )
     with torch.no_grad():
         ours = model.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         reference = eager(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
@@ -89,7 +91,9 @@ def test_recomputed_last_layer_attention_equals_the_eager_kernels_weights() -> N
     # on an AMX CPU the SDPA and eager kernels put them 5e-5 apart, while real tokens agree to 3e-6.
     assert torch.allclose(ours.last_hidden_state[real], reference.last_hidden_state[real], atol=1e-5)
     # Rows of padding tokens are never read either (the selector sums real rows only); real rows must agree.
-    assert torch.allclose(recomputed.permute(0, 2, 1, 3)[real], reference.attentions[-1].permute(0, 2, 1, 3)[real], atol=1e-5)
+    assert torch.allclose(
+        recomputed.permute(0, 2, 1, 3)[real], reference.attentions[-1].permute(0, 2, 1, 3)[real], atol=1e-5
+    )
 
 
 def test_every_dropout_of_the_backbone_draws_in_parallel() -> None:
@@ -103,11 +107,13 @@ def test_swap_dropout_keeps_rate_and_mode_both_ways() -> None:
     stack = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.3), nn.Sequential(ParallelDropout(0.2).eval()))
     swap_dropout(stack, nn.Dropout)
     assert [(type(m), m.p, m.training) for m in stack.modules() if isinstance(m, nn.Dropout)] == [
-        (nn.Dropout, 0.3, True), (nn.Dropout, 0.2, False)
+        (nn.Dropout, 0.3, True),
+        (nn.Dropout, 0.2, False),
     ]
     swap_dropout(stack, ParallelDropout)
     assert [(type(m), m.p, m.training) for m in stack.modules() if isinstance(m, nn.Dropout)] == [
-        (ParallelDropout, 0.3, True), (ParallelDropout, 0.2, False)
+        (ParallelDropout, 0.3, True),
+        (ParallelDropout, 0.2, False),
     ]
 
 
@@ -117,5 +123,7 @@ def test_attention_strategy_refuses_a_backbone_without_bert_layers() -> None:
     model = ColBERT.from_backbone(ColBERTConfig(dim=16))
     stub = nn.Linear(2, 2)
     stub.config = model.backbone.config  # a hidden size, but no encoder layers
-    with pytest.raises(TokenpruneError, match="strategy 'attention' needs a BERT-style backbone: Linear is not a BERT-style encoder"):
+    with pytest.raises(
+        TokenpruneError, match="strategy 'attention' needs a BERT-style backbone: Linear is not a BERT-style encoder"
+    ):
         ColBERT(ColBERTConfig(strategy="attention", k=4, dim=16), stub, model.tokenizer)

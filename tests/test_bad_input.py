@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_DOCUMENTS, TINY_QRELS, TINY_QUERIES, write_beir_folder
 from tokenprune.cli import main
 from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import irds_stream, open_collection
@@ -16,8 +17,6 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.index import build_index
 from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.negatives import mine_bm25_negatives
-
-from conftest import TINY_DOCUMENTS, TINY_QRELS, TINY_QUERIES, write_beir_folder
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,14 @@ def workspace(tmp_path_factory, tokenizer) -> dict[str, Path]:
     model = ColBERT.from_backbone(ColBERTConfig(strategy="first", k=4, dim=16, passage_max_length=32))
     model.save(folder / "model")
     build_index(model, dataset, folder / "index", batch_size=64, chunk_documents=4096, precision="auto")
-    return {"root": folder, "beir": beir, "data": folder / "data", "triples": folder / "triples.parquet",
-            "model": folder / "model", "index": folder / "index"}  # fmt: skip
+    return {
+        "root": folder,
+        "beir": beir,
+        "data": folder / "data",
+        "triples": folder / "triples.parquet",
+        "model": folder / "model",
+        "index": folder / "index",
+    }
 
 
 def fails_cleanly(argv: list[str], message: str, output: Path, capsys) -> None:
@@ -52,9 +57,30 @@ INDEX_OPTIONS = ["--batch-size", "4", "--chunk-documents", "8", "--precision", "
 
 def train_argv(workspace: dict[str, Path], output: Path, *extra: str) -> list[str]:
     # Every option the rule passes is required; the test's own values come first, ``extra`` overrides them.
-    return ["train", "--data", str(workspace["data"]), "--split", "train", "--triples", str(workspace["triples"]),
-            "--k", "all", "--seed", "42", "--model-config", "{}", "--training-config", "{}",
-            "--checkpoint-dir", str(output.parent / "checkpoints"), "--threads", "1", "--output", str(output), *extra]  # fmt: skip
+    return [
+        "train",
+        "--data",
+        str(workspace["data"]),
+        "--split",
+        "train",
+        "--triples",
+        str(workspace["triples"]),
+        "--k",
+        "all",
+        "--seed",
+        "42",
+        "--model-config",
+        "{}",
+        "--training-config",
+        "{}",
+        "--checkpoint-dir",
+        str(output.parent / "checkpoints"),
+        "--threads",
+        "1",
+        "--output",
+        str(output),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +95,16 @@ def train_argv(workspace: dict[str, Path], output: Path, *extra: str) -> list[st
         (["--strategy", "none", "--model-config", '{"dimension": 64}'], "unknown model setting(s) ['dimension']"),
         (["--strategy", "none", "--model-config", '{"backbone": "/no/such/model"}'], "/no/such/model"),
     ],
-    ids=["unknown-strategy", "k-zero", "k-word", "k-fraction", "k-beyond-unused", "dim-zero", "unknown-setting", "missing-backbone"],
+    ids=[
+        "unknown-strategy",
+        "k-zero",
+        "k-word",
+        "k-fraction",
+        "k-beyond-unused",
+        "dim-zero",
+        "unknown-setting",
+        "missing-backbone",
+    ],
 )
 def test_bad_training_arguments(workspace, tmp_path, capsys, extra, message) -> None:
     output = tmp_path / "model"
@@ -81,36 +116,95 @@ def test_unknown_measure(workspace, tmp_path, capsys) -> None:
     run.write_text("q3 Q0 d3 1 1.0 t\n")
     output = tmp_path / "metrics.json"
     fails_cleanly(
-        ["evaluate", "--run", str(run), "--data", str(workspace["data"]), "--split", "test",
-         "--metrics", "nDCG@10", "nDGC@10", "--output", str(output), "--per-query", str(tmp_path / "pq.tsv")],
-        "'nDGC@10'", output, capsys,
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--run",
+            str(run),
+            "--data",
+            str(workspace["data"]),
+            "--split",
+            "test",
+            "--metrics",
+            "nDCG@10",
+            "nDGC@10",
+            "--output",
+            str(output),
+            "--per-query",
+            str(tmp_path / "pq.tsv"),
+        ],
+        "'nDGC@10'",
+        output,
+        capsys,
+    )
     assert not (tmp_path / "pq.tsv").exists()
 
 
 def test_split_the_dataset_lacks(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "run.trec"
     fails_cleanly(
-        ["retrieve", "--model", str(workspace["model"]), "--index", str(workspace["index"]), "--data", str(workspace["data"]),
-         "--split", "dev", "--mode", "exact", "--depth", "10", "--query-max-length", "16", "--threads", "1", "--output", str(output)],
-        "has no split 'dev'", output, capsys,
-    )  # fmt: skip
+        [
+            "retrieve",
+            "--model",
+            str(workspace["model"]),
+            "--index",
+            str(workspace["index"]),
+            "--data",
+            str(workspace["data"]),
+            "--split",
+            "dev",
+            "--mode",
+            "exact",
+            "--depth",
+            "10",
+            "--query-max-length",
+            "16",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+        ],
+        "has no split 'dev'",
+        output,
+        capsys,
+    )
 
 
 def test_dataset_folder_missing(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "index"
     fails_cleanly(
-        ["index", "--model", str(workspace["model"]), "--data", str(tmp_path / "nowhere"), *INDEX_OPTIONS, "--output", str(output)],
-        f"'{tmp_path / 'nowhere'}' is not a prepared dataset", output, capsys,
-    )  # fmt: skip
+        [
+            "index",
+            "--model",
+            str(workspace["model"]),
+            "--data",
+            str(tmp_path / "nowhere"),
+            *INDEX_OPTIONS,
+            "--output",
+            str(output),
+        ],
+        f"'{tmp_path / 'nowhere'}' is not a prepared dataset",
+        output,
+        capsys,
+    )
 
 
 def test_model_path_that_does_not_exist(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "index"
     fails_cleanly(
-        ["index", "--model", str(tmp_path / "no-model"), "--data", str(workspace["data"]), *INDEX_OPTIONS, "--output", str(output)],
-        f"'{tmp_path / 'no-model'}' is not a tokenprune model", output, capsys,
-    )  # fmt: skip
+        [
+            "index",
+            "--model",
+            str(tmp_path / "no-model"),
+            "--data",
+            str(workspace["data"]),
+            *INDEX_OPTIONS,
+            "--output",
+            str(output),
+        ],
+        f"'{tmp_path / 'no-model'}' is not a tokenprune model",
+        output,
+        capsys,
+    )
 
 
 def test_corrupted_model_weights(workspace, tmp_path, capsys) -> None:
@@ -121,8 +215,10 @@ def test_corrupted_model_weights(workspace, tmp_path, capsys) -> None:
     output = tmp_path / "index"
     fails_cleanly(
         ["index", "--model", str(model), "--data", str(workspace["data"]), *INDEX_OPTIONS, "--output", str(output)],
-        f"model folder '{model}' is unreadable or corrupted", output, capsys,
-    )  # fmt: skip
+        f"model folder '{model}' is unreadable or corrupted",
+        output,
+        capsys,
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate-vectors", "stats-json"])
@@ -138,10 +234,31 @@ def test_corrupted_index(workspace, tmp_path, capsys, damage) -> None:
         message = "index_stats.json is corrupted"
     output = tmp_path / "run.trec"
     fails_cleanly(
-        ["retrieve", "--model", str(workspace["model"]), "--index", str(index), "--data", str(workspace["data"]),
-         "--split", "test", "--mode", "exact", "--depth", "10", "--query-max-length", "16", "--threads", "1", "--output", str(output)],
-        message, output, capsys,
-    )  # fmt: skip
+        [
+            "retrieve",
+            "--model",
+            str(workspace["model"]),
+            "--index",
+            str(index),
+            "--data",
+            str(workspace["data"]),
+            "--split",
+            "test",
+            "--mode",
+            "exact",
+            "--depth",
+            "10",
+            "--query-max-length",
+            "16",
+            "--threads",
+            "1",
+            "--output",
+            str(output),
+        ],
+        message,
+        output,
+        capsys,
+    )
 
 
 def test_malformed_jsonl_names_file_and_line(workspace, tmp_path, capsys) -> None:
@@ -152,10 +269,23 @@ def test_malformed_jsonl_names_file_and_line(workspace, tmp_path, capsys) -> Non
     (beir / "queries.jsonl").write_text("\n".join(lines) + "\n")
     output = tmp_path / "data"
     fails_cleanly(
-        ["prepare-data", "--dataset", "tiny", "--spec", json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
-         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--output", str(output)],
-        f"{beir / 'queries.jsonl'}:3: malformed JSON", output, capsys,
-    )  # fmt: skip
+        [
+            "prepare-data",
+            "--dataset",
+            "tiny",
+            "--spec",
+            json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
+            "--irds-home",
+            str(tmp_path / "irds"),
+            "--backbone",
+            "embedded",
+            "--output",
+            str(output),
+        ],
+        f"{beir / 'queries.jsonl'}:3: malformed JSON",
+        output,
+        capsys,
+    )
 
 
 def test_unknown_qrels_ids_fail_when_strict(workspace, tmp_path, capsys) -> None:
@@ -165,10 +295,24 @@ def test_unknown_qrels_ids_fail_when_strict(workspace, tmp_path, capsys) -> None
         qrels.write("q3\td999\t1\r\n")
     output = tmp_path / "data"
     fails_cleanly(
-        ["prepare-data", "--dataset", "tiny", "--spec", json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
-         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--strict", "--output", str(output)],
-        "'d999'", output, capsys,
-    )  # fmt: skip
+        [
+            "prepare-data",
+            "--dataset",
+            "tiny",
+            "--spec",
+            json.dumps({"beir_folder": str(beir), "splits": ["test"]}),
+            "--irds-home",
+            str(tmp_path / "irds"),
+            "--backbone",
+            "embedded",
+            "--strict",
+            "--output",
+            str(output),
+        ],
+        "'d999'",
+        output,
+        capsys,
+    )
 
 
 def test_corrupted_checkpoint(workspace, tmp_path, capsys) -> None:
@@ -177,8 +321,19 @@ def test_corrupted_checkpoint(workspace, tmp_path, capsys) -> None:
     (checkpoints / "last.pt").write_bytes(b"not a checkpoint")
     output = tmp_path / "model"
     fails_cleanly(
-        train_argv(workspace, output, "--strategy", "first", "--k", "4", "--model-config", '{"dim": 16, "passage_max_length": 32}'),
-        f"checkpoint '{checkpoints / 'last.pt'}' is corrupted", output, capsys,
+        train_argv(
+            workspace,
+            output,
+            "--strategy",
+            "first",
+            "--k",
+            "4",
+            "--model-config",
+            '{"dim": 16, "passage_max_length": 32}',
+        ),
+        f"checkpoint '{checkpoints / 'last.pt'}' is corrupted",
+        output,
+        capsys,
     )
 
 

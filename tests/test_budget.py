@@ -42,7 +42,10 @@ def test_match_budget_reads_an_unpruned_index(tmp_path: Path, capsys: pytest.Cap
     documents = [np.zeros((n, 4), dtype=np.float16) for n in counts]
     write_vectors_index(tmp_path / "unpruned", [([f"d{i}" for i in range(3)], documents)], dim=4)
     output = tmp_path / "budget.json"
-    assert main(["match-budget", "--index", str(tmp_path / "unpruned"), "--percent", "50", "51", "--output", str(output)]) == 0
+    assert (
+        main(["match-budget", "--index", str(tmp_path / "unpruned"), "--percent", "50", "51", "--output", str(output)])
+        == 0
+    )
     assert "50% of the tokens: k = 10 (keeps 50.0%)" in capsys.readouterr().out
     written = json.loads(output.read_text())
     assert [(b["percent"], b["k"]) for b in written["budgets"]] == [(50.0, 10), (51.0, 11)]

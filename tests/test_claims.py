@@ -19,19 +19,40 @@ M = "nDCG@10"
 
 def comparison(rows: list[dict]) -> pd.DataFrame:
     """A comparison.csv: the baseline at 0.70 and the given rows (kind, strategy, k, %, value, se, p)."""
-    base = {"kind": "baseline", "storage": "fp16", "strategy": "none", "k": pd.NA, "seeds": 3, "percent_tokens_kept": 100.0,
-            M: 0.70, f"{M} delta": np.nan, f"{M} se": np.nan, f"{M} df": np.nan, f"{M} p_query": np.nan,
-            f"{M} p_seed": np.nan, f"{M} p_mixed": np.nan}  # fmt: skip
+    base = {
+        "kind": "baseline",
+        "storage": "fp16",
+        "strategy": "none",
+        "k": pd.NA,
+        "seeds": 3,
+        "percent_tokens_kept": 100.0,
+        M: 0.70,
+        f"{M} delta": np.nan,
+        f"{M} se": np.nan,
+        f"{M} df": np.nan,
+        f"{M} p_query": np.nan,
+        f"{M} p_seed": np.nan,
+        f"{M} p_mixed": np.nan,
+    }
     table = [base]
     for row in rows:
         value = row["value"]
         table.append(
             {
-                "kind": row.get("kind", "pruned"), "storage": row.get("storage", "fp16"), "strategy": row.get("strategy", "none"),
-                "k": row.get("k", pd.NA), "seeds": 3, "percent_tokens_kept": row.get("kept", 100.0), M: value,
-                f"{M} delta": value - 0.70, f"{M} se": row.get("se", 0.005), f"{M} df": 20.0,
-                f"{M} p_query": row.get("p", 0.5), f"{M} p_seed": row.get("p", 0.5), f"{M} p_mixed": row.get("p", 0.5),
-            }  # fmt: skip
+                "kind": row.get("kind", "pruned"),
+                "storage": row.get("storage", "fp16"),
+                "strategy": row.get("strategy", "none"),
+                "k": row.get("k", pd.NA),
+                "seeds": 3,
+                "percent_tokens_kept": row.get("kept", 100.0),
+                M: value,
+                f"{M} delta": value - 0.70,
+                f"{M} se": row.get("se", 0.005),
+                f"{M} df": 20.0,
+                f"{M} p_query": row.get("p", 0.5),
+                f"{M} p_seed": row.get("p", 0.5),
+                f"{M} p_mixed": row.get("p", 0.5),
+            }
         )
     frame = pd.DataFrame(table)
     frame["k"] = frame["k"].astype("Int64")
@@ -42,24 +63,75 @@ def pairs(rows: list[tuple[str, str, float, float]], k: int = 10) -> pd.DataFram
     """A strategy_pairs.csv from (strategy, versus, delta, p_mixed)."""
     frame = pd.DataFrame(
         [
-            {"k": k, "measure": M, "strategy": a, "versus": b, "mean": 0.6 + delta, "versus mean": 0.6, "delta": delta,
-             "seed_deltas": f"{delta:+.4f} {delta:+.4f} {delta:+.4f}", "p_query": p, "p_seed": p, "p_mixed": p, "seeds": 3}
+            {
+                "k": k,
+                "measure": M,
+                "strategy": a,
+                "versus": b,
+                "mean": 0.6 + delta,
+                "versus mean": 0.6,
+                "delta": delta,
+                "seed_deltas": f"{delta:+.4f} {delta:+.4f} {delta:+.4f}",
+                "p_query": p,
+                "p_seed": p,
+                "p_mixed": p,
+                "seeds": 3,
+            }
             for a, b, delta, p in rows
         ],
-        columns=["k", "measure", "strategy", "versus", "mean", "versus mean", "delta", "seed_deltas", "p_query", "p_seed", "p_mixed", "seeds"],
-    )  # fmt: skip
+        columns=[
+            "k",
+            "measure",
+            "strategy",
+            "versus",
+            "mean",
+            "versus mean",
+            "delta",
+            "seed_deltas",
+            "p_query",
+            "p_seed",
+            "p_mixed",
+            "seeds",
+        ],
+    )
     frame["k"] = frame["k"].astype("Int64")
     return frame
 
 
-EMPTY_CONTRAST = pd.DataFrame(columns=["strategy", "k", "measure", "in-loop", "post-hoc", "delta", "seed_deltas", "p_query", "p_seed", "p_mixed", "p_holm", "seeds"])
+EMPTY_CONTRAST = pd.DataFrame(
+    columns=[
+        "strategy",
+        "k",
+        "measure",
+        "in-loop",
+        "post-hoc",
+        "delta",
+        "seed_deltas",
+        "p_query",
+        "p_seed",
+        "p_mixed",
+        "p_holm",
+        "seeds",
+    ]
+)
 
 
-def summary(table: pd.DataFrame, *, contrast: pd.DataFrame = EMPTY_CONTRAST, strategy_pairs: pd.DataFrame | None = None, zero_shot: bool = False) -> EvaluationSummary:
+def summary(
+    table: pd.DataFrame,
+    *,
+    contrast: pd.DataFrame = EMPTY_CONTRAST,
+    strategy_pairs: pd.DataFrame | None = None,
+    zero_shot: bool = False,
+) -> EvaluationSummary:
     return EvaluationSummary(
-        corpus="sci", split="test", zero_shot=zero_shot, measure=M, comparison=table, contrast=contrast,
+        corpus="sci",
+        split="test",
+        zero_shot=zero_shot,
+        measure=M,
+        comparison=table,
+        contrast=contrast,
         pairs=pairs([]) if strategy_pairs is None else strategy_pairs,
-    )  # fmt: skip
+    )
 
 
 def verdicts(table: pd.DataFrame, claim: str) -> dict[str, str]:
@@ -83,7 +155,10 @@ def test_cost_is_judged_against_the_margin_only_where_70_percent_is_kept() -> No
     at_32 = [dict(row, kept=32.0) for row in at_73]
     table = judge_claims([summary(comparison(at_32))], alpha=0.05)
     assert set(verdicts(table, "cost").values()) == {"not tested"}
-    assert table.loc[table["claim"] == "cost", "reason"].iloc[0] == "k=50 keeps 32% of the tokens here; the claim is about >= 70%"
+    assert (
+        table.loc[table["claim"] == "cost", "reason"].iloc[0]
+        == "k=50 keeps 32% of the tokens here; the claim is about >= 70%"
+    )
     assert table.loc[table["claim"] == "cost", "delta"].round(3).tolist() == [-0.005, -0.05, -0.02]
 
 
@@ -110,19 +185,68 @@ def test_idf_worst_is_judged_zero_shot_only() -> None:
     assert "idf-worst" not in set(judge_claims([summary(table, strategy_pairs=below)], 0.05)["claim"])
     rows = judge_claims([summary(table, strategy_pairs=below, zero_shot=True)], 0.05)
     worst = rows[rows["claim"] == "idf-worst"].iloc[0]
-    assert (worst["verdict"], worst["subject"], worst["versus"], worst["delta"]) == ("yes", "idf", "first", pytest.approx(-0.04))
+    assert (worst["verdict"], worst["subject"], worst["versus"], worst["delta"]) == (
+        "yes",
+        "idf",
+        "first",
+        pytest.approx(-0.04),
+    )
     assert worst["seed_deltas"] == "-0.0400 -0.0400 -0.0400"
 
 
 def test_in_loop_verdicts_follow_the_contrast_holm_family() -> None:
     contrast = pd.DataFrame(
         [
-            {"strategy": "first", "k": 10, "measure": M, "in-loop": 0.62, "post-hoc": 0.58, "delta": 0.04, "seed_deltas": "", "p_query": 1e-5, "p_seed": 0.01, "p_mixed": 0.002, "p_holm": 0.004, "seeds": 3},
-            {"strategy": "idf", "k": 10, "measure": M, "in-loop": 0.60, "post-hoc": 0.62, "delta": -0.02, "seed_deltas": "", "p_query": 1e-4, "p_seed": 0.02, "p_mixed": 0.01, "p_holm": 0.01, "seeds": 3},
-            {"strategy": "idf", "k": 50, "measure": M, "in-loop": 0.66, "post-hoc": 0.65, "delta": 0.01, "seed_deltas": "", "p_query": 1e-3, "p_seed": 0.3, "p_mixed": 0.2, "p_holm": 0.2, "seeds": 3},
+            {
+                "strategy": "first",
+                "k": 10,
+                "measure": M,
+                "in-loop": 0.62,
+                "post-hoc": 0.58,
+                "delta": 0.04,
+                "seed_deltas": "",
+                "p_query": 1e-5,
+                "p_seed": 0.01,
+                "p_mixed": 0.002,
+                "p_holm": 0.004,
+                "seeds": 3,
+            },
+            {
+                "strategy": "idf",
+                "k": 10,
+                "measure": M,
+                "in-loop": 0.60,
+                "post-hoc": 0.62,
+                "delta": -0.02,
+                "seed_deltas": "",
+                "p_query": 1e-4,
+                "p_seed": 0.02,
+                "p_mixed": 0.01,
+                "p_holm": 0.01,
+                "seeds": 3,
+            },
+            {
+                "strategy": "idf",
+                "k": 50,
+                "measure": M,
+                "in-loop": 0.66,
+                "post-hoc": 0.65,
+                "delta": 0.01,
+                "seed_deltas": "",
+                "p_query": 1e-3,
+                "p_seed": 0.3,
+                "p_mixed": 0.2,
+                "p_holm": 0.2,
+                "seeds": 3,
+            },
         ]
-    ).astype({"k": "Int64"})  # fmt: skip
-    table = comparison([{"strategy": "first", "k": 10, "kept": 15.0, "value": 0.6}, {"strategy": "idf", "k": 50, "kept": 70.0, "value": 0.6}])
+    ).astype({"k": "Int64"})
+    table = comparison(
+        [
+            {"strategy": "first", "k": 10, "kept": 15.0, "value": 0.6},
+            {"strategy": "idf", "k": 50, "kept": 70.0, "value": 0.6},
+        ]
+    )
     rows = judge_claims([summary(table, contrast=contrast)], 0.05)
     rows = rows[rows["claim"] == "in-loop"]
     assert rows["verdict"].tolist() == ["yes", "no", "inconclusive"]
@@ -138,7 +262,11 @@ def test_training_control_and_p_values_print_below_a_thousandth() -> None:
         ]
     )
     rows = judge_claims([summary(table)], 0.05)
-    assert dict(zip(rows["versus"], rows["verdict"], strict=True)) == {"step 0": "yes", "untrained backbone": "inconclusive", "BM25": "no"}
+    assert dict(zip(rows["versus"], rows["verdict"], strict=True)) == {
+        "step 0": "yes",
+        "untrained backbone": "inconclusive",
+        "BM25": "no",
+    }
     assert rows["p_holm"].tolist() == pytest.approx(holm_adjust([0.001, 0.3, 0.0001]).tolist())
     assert [format_p(p) for p in (0.0004, 0.0123, float("nan"))] == ["<0.001", "0.012", "–"]
     assert list(CLAIMS) == ["training", "cost", "unused-best", "in-loop", "idf-worst"]
@@ -177,7 +305,26 @@ def test_one_deviant_seed_makes_a_query_level_win_inconclusive(tmp_path: Path) -
         arguments += ["--system", *system]
     assert main(arguments) == 0
     stem = tmp_path / "claims"
-    assert main(["claims", "--set", "sci", "test", "in-domain", M, str(summary_dir), "--alpha", "0.05", "--study", "hand-made", "--output", str(stem)]) == 0
+    assert (
+        main(
+            [
+                "claims",
+                "--set",
+                "sci",
+                "test",
+                "in-domain",
+                M,
+                str(summary_dir),
+                "--alpha",
+                "0.05",
+                "--study",
+                "hand-made",
+                "--output",
+                str(stem),
+            ]
+        )
+        == 0
+    )
     claims = pd.read_csv(f"{stem}.csv")
     row = claims[claims["claim"] == "in-loop"].iloc[0]
     assert row["p_query"] < 1e-6 and row["p_mixed"] > 0.05
@@ -186,7 +333,26 @@ def test_one_deviant_seed_makes_a_query_level_win_inconclusive(tmp_path: Path) -
     assert "judged on the study `hand-made`" in markdown and "| <0.001 /" in markdown
     assert "| in-loop beats post hoc | 0 | 0 | 1 | 0 |" in markdown
     # A domain the command does not know is named.
-    assert main(["claims", "--set", "sci", "test", "in-domian", M, str(summary_dir), "--alpha", "0.05", "--study", "x", "--output", str(stem)]) == 2
+    assert (
+        main(
+            [
+                "claims",
+                "--set",
+                "sci",
+                "test",
+                "in-domian",
+                M,
+                str(summary_dir),
+                "--alpha",
+                "0.05",
+                "--study",
+                "x",
+                "--output",
+                str(stem),
+            ]
+        )
+        == 2
+    )
     # read_summary names a missing folder's file.
     with pytest.raises(Exception, match="does not exist; run 'tokenprune summarize' first"):
         read_summary(tmp_path / "nowhere", corpus="sci", split="test", zero_shot=False, measure=M)
@@ -194,7 +360,10 @@ def test_one_deviant_seed_makes_a_query_level_win_inconclusive(tmp_path: Path) -
 
 def test_verdict_counts_count_every_row_of_every_claim() -> None:
     table = pd.DataFrame(
-        {"claim": ["in-loop", "in-loop", "in-loop", "training", "cost"], "verdict": ["yes", "yes", "no", "inconclusive", "not tested"]}
+        {
+            "claim": ["in-loop", "in-loop", "in-loop", "training", "cost"],
+            "verdict": ["yes", "yes", "no", "inconclusive", "not tested"],
+        }
     )
     counts = verdict_counts(table)
     assert list(counts.index) == ["training", "cost", "in-loop"]  # the order of CLAIMS, claims not judged left out

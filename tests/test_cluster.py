@@ -24,13 +24,29 @@ CLUSTER = REPO / "tests" / "cluster"
 #: Rules that run on the machine that runs Snakemake, never through sbatch.
 LOCAL_RULES = {"all"}
 #: The profile sizes the torch jobs for GPU nodes (gpu: 1, 8 CPUs); this node has 2 CPUs and no GPU.
-TORCH_RULES = ("train", "index", "index_shard", "posthoc_index", "posthoc_index_shard", "retrieve", "retrieve_compressed")
+TORCH_RULES = (
+    "train",
+    "index",
+    "index_shard",
+    "posthoc_index",
+    "posthoc_index_shard",
+    "retrieve",
+    "retrieve_compressed",
+)
 CPU_NODE = [
-    "--set-resources", *(f"{rule}:{name}=0" for rule in TORCH_RULES for name in ("gpu", "cpus_per_gpu")),
-    "--set-threads", *(f"{rule}=1" for rule in TORCH_RULES),
-]  # fmt: skip
+    "--set-resources",
+    *(f"{rule}:{name}=0" for rule in TORCH_RULES for name in ("gpu", "cpus_per_gpu")),
+    "--set-threads",
+    *(f"{rule}=1" for rule in TORCH_RULES),
+]
 #: This cluster keeps no accounting (no slurmdbd): squeue reports job states instead of sacct, and no account exists.
-NO_ACCOUNTING = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "5"]
+NO_ACCOUNTING = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +85,30 @@ def test_tiny_study_through_the_slurm_profile(slurm, tmp_path: Path) -> None:
     workflow = ["snakemake", "--snakefile", str(REPO / "Snakefile")]
     local = tmp_path / "local"
     config = tiny_study(local)
-    ran = subprocess.run([*workflow, "--directory", str(local), "--configfile", str(config), "--cores", "2", "--quiet", "all"],
-                         capture_output=True, text=True)  # fmt: skip
+    ran = subprocess.run(
+        [*workflow, "--directory", str(local), "--configfile", str(config), "--cores", "2", "--quiet", "all"],
+        capture_output=True,
+        text=True,
+    )
     assert ran.returncode == 0, ran.stderr[-3000:]
 
     cluster = tmp_path / "cluster"
     config = tiny_study(cluster)
     command = [
-        *workflow, "--directory", str(cluster), "--configfile", str(config), "--workflow-profile", str(REPO / "profiles" / "slurm"),
-        "--default-resources", "slurm_partition=debug", *NO_ACCOUNTING, *CPU_NODE, "--jobs", "2",
-    ]  # fmt: skip
+        *workflow,
+        "--directory",
+        str(cluster),
+        "--configfile",
+        str(config),
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+        "--default-resources",
+        "slurm_partition=debug",
+        *NO_ACCOUNTING,
+        *CPU_NODE,
+        "--jobs",
+        "2",
+    ]
     planned = subprocess.run([*command, "-n", "--quiet", "rules"], capture_output=True, text=True)
     assert planned.returncode == 0, planned.stderr[-3000:]
     rules_of_the_dag = {
@@ -100,7 +130,11 @@ def test_tiny_study_through_the_slurm_profile(slurm, tmp_path: Path) -> None:
     assert submitted == rules_of_the_dag - LOCAL_RULES and "train" in submitted
     # The cancelled training job was submitted again (retries: 1) and the study completed.
     assert len(cancelled) == 1
-    retried = [folder for folder in (cluster / ".snakemake" / "slurm_logs" / "rule_train").iterdir() if len(list(folder.glob("*.log"))) == 2]
+    retried = [
+        folder
+        for folder in (cluster / ".snakemake" / "slurm_logs" / "rule_train").iterdir()
+        if len(list(folder.glob("*.log"))) == 2
+    ]
     assert len(retried) == 1, "the cancelled training job was not resubmitted"
     # The same numbers as on the local executor.
     assert metric_files(cluster) == metric_files(local) != {}

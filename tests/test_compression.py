@@ -50,7 +50,9 @@ def test_bytes_are_one_centroid_byte_and_bits_per_dimension(fp16_index, compress
         # 16 centroids fit one byte; 16 dimensions x bits.
         assert stats["compression"]["code_bytes"] == 1 + DIM * bits // 8
         assert (index.folder / "codes.u8").stat().st_size == vectors * (1 + DIM * bits // 8)
-        stored = sum((index.folder / name).stat().st_size for name in ("codes.u8", "codec.faiss", "offsets.npy", "doc_ids.txt"))
+        stored = sum(
+            (index.folder / name).stat().st_size for name in ("codes.u8", "codec.faiss", "offsets.npy", "doc_ids.txt")
+        )
         assert stats["index_bytes"] == stored
         assert stats["vectors"] == vectors and stats["percent_tokens_kept"] == fp16_index.stats["percent_tokens_kept"]
         assert index.doc_ids == fp16_index.doc_ids and np.array_equal(index.offsets, fp16_index.offsets)
@@ -68,7 +70,10 @@ def test_decoded_rows_equal_faiss_encoding_then_decoding_the_float16_vectors(fp1
         rows = np.array([7, 3, 400, 401, 402, total - 1])
         assert np.array_equal(index.gather_vectors(rows), reference[rows])
     # More bits, closer vectors.
-    error = {bits: np.abs(index.read_vectors(0, total).astype(np.float32) - original).mean() for bits, index in compressed.items()}
+    error = {
+        bits: np.abs(index.read_vectors(0, total).astype(np.float32) - original).mean()
+        for bits, index in compressed.items()
+    }
     assert error[4] < error[2] < np.abs(original).mean() / 2
 
 
@@ -97,14 +102,17 @@ def test_a_sharded_index_compresses_to_the_same_codes(documents, fp16_index, com
 
 def test_a_compressed_index_has_no_float16_memory_map(compressed) -> None:
     with pytest.raises(TokenpruneError, match="is compressed: read decoded rows"):
-        compressed[2].vectors
+        _ = compressed[2].vectors
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"bits": 0, "centroids": 16, "sample_vectors": 1000}, "compression bits must lie in 1..8, got 0"),
-        ({"bits": 2, "centroids": 64, "sample_vectors": 20}, "compression centroids=64 needs at least as many sample vectors, got 20"),
+        (
+            {"bits": 2, "centroids": 64, "sample_vectors": 20},
+            "compression centroids=64 needs at least as many sample vectors, got 20",
+        ),
     ],
 )
 def test_bad_settings_are_named(fp16_index, tmp_path, options, message) -> None:

@@ -7,10 +7,9 @@ import copy
 import pytest
 import yaml
 
+from conftest import REPO
 from tokenprune.config import load_config, load_schema, validate_config
 from tokenprune.errors import TokenpruneError
-
-from conftest import REPO
 
 
 @pytest.fixture()
@@ -54,10 +53,16 @@ def test_minimal_config_gets_every_default() -> None:
         (lambda c: c.update(model={"projection_init": "xavier"}), ["'model.projection_init'", "'pca'"]),
         (lambda c: c.update(training={"learning_rate": 0}), ["'training.learning_rate'"]),
         (lambda c: c.update(metrics=["nDCG@10", "nDGC@10"]), ["'nDGC@10'", "ir_measures"]),
-        (lambda c: c["train"].update(dataset="msmarco"), ["'msmarco'", "['adi', 'cranfield', 'med', 'scifact', 'vaswani']"]),
+        (
+            lambda c: c["train"].update(dataset="msmarco"),
+            ["'msmarco'", "['adi', 'cranfield', 'med', 'scifact', 'vaswani']"],
+        ),
         (lambda c: c["evaluate"].append({"dataset": "scifact", "split": "dev"}), ["'dev'", "'test', 'train'"]),
         # Neither a download id nor a folder to read: nothing to open.
-        (lambda c: [c["datasets"]["scifact"].pop(key) for key in ("irds_id", "offline_folder")], ["'datasets.scifact'"]),
+        (
+            lambda c: [c["datasets"]["scifact"].pop(key) for key in ("irds_id", "offline_folder")],
+            ["'datasets.scifact'"],
+        ),
     ],
 )
 def test_bad_values_are_rejected_with_key_and_allowed_values(default_config: dict, mutate, expected: list[str]) -> None:
@@ -76,7 +81,9 @@ def test_missing_config_file_is_named(tmp_path) -> None:
 def test_an_imported_study_cannot_rank_post_hoc_idf_with_the_training_table(default_config: dict) -> None:
     config = copy.deepcopy(default_config)
     config["train"]["models_dir"] = "/elsewhere/results/models"
-    with pytest.raises(TokenpruneError, match="set indexing.idf_source: indexed, or drop idf from controls.posthoc_strategies"):
+    with pytest.raises(
+        TokenpruneError, match="set indexing.idf_source: indexed, or drop idf from controls.posthoc_strategies"
+    ):
         validate_config(copy.deepcopy(config))
     config["indexing"] = {"idf_source": "indexed"}
     assert validate_config(config)["indexing"]["idf_source"] == "indexed"
@@ -136,7 +143,11 @@ def test_zero_shot_resolves_from_the_training_dataset_unless_set(default_config:
     """An evaluation set is zero-shot unless it is the training dataset; TREC DL next to MS MARCO training says so itself."""
     default_config["evaluate"].append({"dataset": "med", "split": "all", "zero_shot": False})
     config = validate_config(copy.deepcopy(default_config))
-    assert [(e["dataset"], e["zero_shot"]) for e in config["evaluate"]] == [("scifact", False), ("cranfield", True), ("med", False)]
+    assert [(e["dataset"], e["zero_shot"]) for e in config["evaluate"]] == [
+        ("scifact", False),
+        ("cranfield", True),
+        ("med", False),
+    ]
 
 
 def test_msmarco_mini_preset_is_in_domain_on_trec_dl_and_zero_shot_elsewhere(default_config: dict) -> None:
@@ -149,7 +160,15 @@ def test_msmarco_mini_preset_is_in_domain_on_trec_dl_and_zero_shot_elsewhere(def
             merged[key] = value
     config = validate_config(merged)
     domains = {e["dataset"]: e["zero_shot"] for e in config["evaluate"]}
-    assert domains == {"trec-dl-2019": False, "trec-dl-2020": False, "scifact": True, "cranfield": True, "med": True, "adi": True, "vaswani": True}
+    assert domains == {
+        "trec-dl-2019": False,
+        "trec-dl-2020": False,
+        "scifact": True,
+        "cranfield": True,
+        "med": True,
+        "adi": True,
+        "vaswani": True,
+    }
     assert config["train"] == {"dataset": "msmarco-dev600", "split": "train", "models_dir": None}
     assert config["report"]["study"] == "msmarco-mini"
 
@@ -227,15 +246,21 @@ def test_no_library_keyword_default_restates_or_contradicts_the_schema() -> None
                 continue
             arguments = function.args
             positional = arguments.posonlyargs + arguments.args
-            defaulted = list(zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults))
-            defaulted += [(name, value) for name, value in zip(arguments.kwonlyargs, arguments.kw_defaults) if value]
+            defaulted = list(
+                zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults, strict=True)
+            )
+            defaulted += [
+                (name, value) for name, value in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True) if value
+            ]
             for argument, value in defaulted:
                 name = argument.arg
                 if name not in leaves or name in NOT_THE_SCHEMAS or (function.name, name) in NOT_THE_SCHEMAS:
                     continue
                 if isinstance(value, ast.Constant) and value.value is None:
                     continue
-                shadowed.append(f"{path.relative_to(REPO)}:{function.lineno} {function.name}({name}=…) vs {leaves[name]}")
+                shadowed.append(
+                    f"{path.relative_to(REPO)}:{function.lineno} {function.name}({name}=…) vs {leaves[name]}"
+                )
     assert shadowed == []
 
 

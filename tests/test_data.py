@@ -12,11 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import REPO, TINY_DOCUMENTS, TINY_QRELS, TINY_QUERIES, write_beir_folder
 from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import open_collection
 from tokenprune.errors import TokenpruneError
-
-from conftest import REPO, TINY_DOCUMENTS, TINY_QRELS, TINY_QUERIES, write_beir_folder
 
 
 def prepare(folder: Path, output: Path, tokenizer, splits=("train", "test"), **options) -> dict:
@@ -47,15 +46,32 @@ def test_cranfield_loads_offline_through_ir_datasets(shared_data: Path, tmp_path
     env = {**os.environ, "TOKENPRUNE_DATA_DIR": str(shared_data)}
     output = tmp_path / "cranfield"
     subprocess.run(
-        [sys.executable, "-m", "tokenprune.cli", "prepare-data", "--dataset", "cranfield",
-         "--config", str(REPO / "config.yaml"), "--output", str(output), "--irds-home", str(tmp_path / "irds")],
-        check=True, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tokenprune.cli",
+            "prepare-data",
+            "--dataset",
+            "cranfield",
+            "--config",
+            str(REPO / "config.yaml"),
+            "--output",
+            str(output),
+            "--irds-home",
+            str(tmp_path / "irds"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     stats = json.loads((output / "stats.json").read_text())
     assert stats["source"] == "ir_datasets cranfield"
     assert stats["documents"] == 1400
     assert (stats["splits"]["all"]["queries"], stats["splits"]["all"]["judgments"]) == (225, 1837)
-    assert (tmp_path / "irds" / "cranfield" / "cran.tar.gz").resolve() == (shared_data / "cranfield" / "cran.tar.gz").resolve()
+    assert (tmp_path / "irds" / "cranfield" / "cran.tar.gz").resolve() == (
+        shared_data / "cranfield" / "cran.tar.gz"
+    ).resolve()
 
     qrels = PreparedDataset(output).qrels("all")
     # cranqrel's first line is "1 184 2": code 2 (high relevance) has gain 5 - 2 = 3; -1 (no interest) has gain 0.
@@ -66,7 +82,9 @@ def test_cranfield_loads_offline_through_ir_datasets(shared_data: Path, tmp_path
     # Its text already starts with the title, so the title is not prepended a second time.
     first = pq.read_table(output / "corpus.parquet").slice(0, 1).to_pylist()[0]
     assert first["doc_id"] == "1"
-    assert first["text"].startswith("experimental investigation of the aerodynamics of a wing in a slipstream . an experimental study")
+    assert first["text"].startswith(
+        "experimental investigation of the aerodynamics of a wing in a slipstream . an experimental study"
+    )
     assert first["text"].count("experimental investigation of the aerodynamics") == 1
 
 
@@ -111,7 +129,9 @@ def test_missing_folder(tmp_path: Path, tokenizer) -> None:
 
 
 def test_missing_split_names_the_available_ones(tiny_beir: Path, tmp_path: Path, tokenizer) -> None:
-    with pytest.raises(TokenpruneError, match=r"split 'dev' needs qrels/dev.tsv .*available splits: \['test', 'train'\]"):
+    with pytest.raises(
+        TokenpruneError, match=r"split 'dev' needs qrels/dev.tsv .*available splits: \['test', 'train'\]"
+    ):
         prepare(tiny_beir, tmp_path / "out", tokenizer, splits=["train", "dev"])
     assert_no_output(tmp_path / "out")
 
@@ -183,20 +203,40 @@ def test_unknown_irds_id(tmp_path: Path) -> None:
 def test_cli_reports_errors_in_one_line(tmp_path: Path) -> None:
     spec = json.dumps({"beir_folder": str(tmp_path / "missing"), "splits": ["test"]})
     result = subprocess.run(
-        [sys.executable, "-m", "tokenprune.cli", "prepare-data", "--dataset", "x", "--spec", spec,
-         "--irds-home", str(tmp_path / "irds"), "--backbone", "embedded", "--output", str(tmp_path / "out")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tokenprune.cli",
+            "prepare-data",
+            "--dataset",
+            "x",
+            "--spec",
+            spec,
+            "--irds-home",
+            str(tmp_path / "irds"),
+            "--backbone",
+            "embedded",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"tokenprune prepare-data: error: dataset 'x': BEIR folder '{tmp_path / 'missing'}' does not exist" in result.stderr
+    assert (
+        f"tokenprune prepare-data: error: dataset 'x': BEIR folder '{tmp_path / 'missing'}' does not exist"
+        in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "documents", "queries", "judgments"),
     [("med", 1033, 30, 696), ("adi", 82, 35, 170), ("vaswani", 11429, 93, 2083)],
 )
-def test_classic_collections_from_their_original_files(shared_data, tmp_path, tokenizer, name, documents, queries, judgments) -> None:
+def test_classic_collections_from_their_original_files(
+    shared_data, tmp_path, tokenizer, name, documents, queries, judgments
+) -> None:
     spec = DatasetSpec.from_config(name, {"classic": name, "offline_folder": name, "splits": ["all"]})
     stats = prepare_dataset(spec, open_collection(spec, shared_data, tmp_path), tmp_path / name, tokenizer)
     assert stats["documents"] == documents
@@ -207,7 +247,9 @@ def test_classic_collections_from_their_original_files(shared_data, tmp_path, to
 def test_smart_reader_on_a_hand_made_file(tmp_path: Path) -> None:
     from tokenprune.data.classic import read_npl_records, read_smart_records
 
-    (tmp_path / "docs").write_text(".I 7\r\n.T\r\nA title\r\n.A\r\nSomeone\r\n.W\r\nfirst line\r\nsecond line\r\n.I 9\r\n.W\r\nonly text\r\n")
+    (tmp_path / "docs").write_text(
+        ".I 7\r\n.T\r\nA title\r\n.A\r\nSomeone\r\n.W\r\nfirst line\r\nsecond line\r\n.I 9\r\n.W\r\nonly text\r\n"
+    )
     assert list(read_smart_records(tmp_path / "docs")) == [
         ("7", {"title": "A title", "author": "Someone", "text": "first line second line"}),
         ("9", {"text": "only text"}),

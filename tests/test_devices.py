@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import fake_nvidia_smi
 from tokenprune.devices import _held, cap_cpu_threads, claim_slot, visible_gpu_count
 from tokenprune.errors import TokenpruneError
-
-from conftest import fake_nvidia_smi
 
 NAMES = ["gpu-a", "gpu-b"]
 
@@ -36,14 +35,19 @@ def test_jobs_claim_different_gpus_and_wait_when_all_are_taken(tmp_path: Path) -
 
 def test_a_killed_job_releases_its_gpu(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import sys, time
             from tokenprune.devices import claim_slot
             print(claim_slot({NAMES!r}, {str(tmp_path)!r}), flush=True)
             time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "0"
         assert claim_slot(NAMES, tmp_path, timeout=0.0) == 1

@@ -11,14 +11,52 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from conftest import REPO
 
 # Words the backbone's vocabulary holds whole, so every passage is a few distinct word pieces.
-WORDS = (
-    "apple river engine violin desert harbor glacier lantern orchard piano canyon meadow rocket "
-    "saddle tunnel volcano whistle anchor bakery castle dolphin falcon garden island jungle kettle "
-    "ladder mirror needle ocean pepper quarry ribbon spider thunder umbrella valley wagon yacht zebra"
-).split()
+WORDS = [
+    "apple",
+    "river",
+    "engine",
+    "violin",
+    "desert",
+    "harbor",
+    "glacier",
+    "lantern",
+    "orchard",
+    "piano",
+    "canyon",
+    "meadow",
+    "rocket",
+    "saddle",
+    "tunnel",
+    "volcano",
+    "whistle",
+    "anchor",
+    "bakery",
+    "castle",
+    "dolphin",
+    "falcon",
+    "garden",
+    "island",
+    "jungle",
+    "kettle",
+    "ladder",
+    "mirror",
+    "needle",
+    "ocean",
+    "pepper",
+    "quarry",
+    "ribbon",
+    "spider",
+    "thunder",
+    "umbrella",
+    "valley",
+    "wagon",
+    "yacht",
+    "zebra",
+]
 PASSAGES, TRAIN_QUERIES, DEV_QUERIES = 300, 40, 20
 
 
@@ -44,8 +82,14 @@ def write_msmarco_passage(irds_home: Path) -> dict[str, list[tuple[str, str, str
             first, second, third = passage_words(pid)
             collection.write(f"{pid}\tThis passage is about the {first} and the {second}, seen from a {third}.\n")
     docpairs = []
-    for folder, queries in (("train", range(TRAIN_QUERIES)), ("dev/small", range(TRAIN_QUERIES, TRAIN_QUERIES + DEV_QUERIES))):
-        with open(base / folder / "queries.tsv", "w", encoding="utf-8") as texts, open(base / folder / "qrels", "w") as qrels:
+    for folder, queries in (
+        ("train", range(TRAIN_QUERIES)),
+        ("dev/small", range(TRAIN_QUERIES, TRAIN_QUERIES + DEV_QUERIES)),
+    ):
+        with (
+            open(base / folder / "queries.tsv", "w", encoding="utf-8") as texts,
+            open(base / folder / "qrels", "w") as qrels,
+        ):
             for q in queries:
                 pid = 5 * q
                 first, second, _ = passage_words(pid)
@@ -78,24 +122,42 @@ def test_docpairs_route_runs_from_ir_datasets_files_to_metrics(tmp_path: Path) -
         "k": [4],
         "controls": {"posthoc_strategies": ["idf"], "step0": False},
         "training": {
-            "steps": 4, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 4,
+            "steps": 4,
+            "batch_size": 4,
+            "warmup_steps": 1,
+            "checkpoint_every": 4,
             "docpairs_irds_id": "msmarco-passage/train/triples-small",
         },
         "metrics": ["nDCG@10", "RR@10"],
         "seeds": [1],
-    }  # fmt: skip
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
-        ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--quiet", "all"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            "--cores",
+            "2",
+            "--quiet",
+            "all",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
     # The data stage read the collection and both splits through ir_datasets.
     stats = json.loads((tmp_path / "resources" / "data" / "msmarco" / "stats.json").read_text())
     assert stats["source"] == "ir_datasets msmarco-passage" and stats["documents"] == PASSAGES
-    assert {split: counts["queries"] for split, counts in stats["splits"].items()} == {"train": TRAIN_QUERIES, "dev": DEV_QUERIES}
+    assert {split: counts["queries"] for split, counts in stats["splits"].items()} == {
+        "train": TRAIN_QUERIES,
+        "dev": DEV_QUERIES,
+    }
     # The triples are the docpairs file, row for row, not BM25-mined negatives.
     triples = pq.read_table(tmp_path / "results" / "triples" / "msmarco" / "train.parquet").to_pylist()
     assert [(row["query_id"], row["positive_id"], *row["negative_ids"]) for row in triples] == docpairs
@@ -103,7 +165,9 @@ def test_docpairs_route_runs_from_ir_datasets_files_to_metrics(tmp_path: Path) -
     table = pd.read_csv(tmp_path / "results" / "summary" / "msmarco" / "dev.exact" / "comparison.csv")
     assert {"ColBERT (no pruning)", "first", "idf (post-hoc)", "BM25"} <= set(table["method"])
     assert table["nDCG@10"].between(0, 1).all()
-    per_query = tmp_path / "results" / "metrics" / "msmarco" / "none" / "kall" / "seed1" / "msmarco" / "dev.exact.perquery.tsv"
+    per_query = (
+        tmp_path / "results" / "metrics" / "msmarco" / "none" / "kall" / "seed1" / "msmarco" / "dev.exact.perquery.tsv"
+    )
     assert pd.read_csv(per_query, sep="\t")["query_id"].nunique() == DEV_QUERIES
     # The qrels' ids are the corpus's: BM25 mostly ranks first the one passage holding both of a query's words
     # (0.69 here; the third words of other passages tie some). A ranking blind to the ids scores about 0.02.

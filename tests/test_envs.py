@@ -7,17 +7,22 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
+
 from conftest import REPO
 
 # conda-forge names of packages that PyPI spells differently.
 CONDA_TO_PYPI = {"pytorch": "torch"}
 # Conda-only entries with no PyPI counterpart in pyproject.toml.
-CONDA_ONLY = {"python", "pip", "pytorch-cuda"}  # pytorch-cuda selects conda's CUDA build; pip's torch carries CUDA itself
+CONDA_ONLY = {
+    "python",
+    "pip",
+    "pytorch-cuda",
+}  # pytorch-cuda selects conda's CUDA build; pip's torch carries CUDA itself
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*(.*)$")
 
 
@@ -97,10 +102,21 @@ def test_every_rule_environment_exists() -> None:
 
 def test_snakemake_lint_is_clean(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile"),
-         "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--lint",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            "--directory",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, (
         result.stdout + result.stderr

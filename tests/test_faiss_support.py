@@ -52,4 +52,3 @@ def test_without_faiss_the_error_names_the_extras(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
     with pytest.raises(Exception, match=r"pip install 'tokenprune\[cpu\]' \(or 'tokenprune\[gpu\]'"):
         import_faiss()
-

@@ -44,7 +44,9 @@ def test_gradients_flow_through_kept_vectors_only() -> None:
     vectors = torch.randn(2, 6, 4, requires_grad=True)
     keep = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 1, 0, 0, 0, 0]], dtype=torch.bool)
     queries = torch.randn(3, 2, 4)
-    maxsim(queries, torch.ones(3, 2, dtype=torch.bool), gather_kept(vectors, keep, torch.zeros(2, 6, dtype=torch.long))).sum().backward()
+    maxsim(
+        queries, torch.ones(3, 2, dtype=torch.bool), gather_kept(vectors, keep, torch.zeros(2, 6, dtype=torch.long))
+    ).sum().backward()
     gradient_norm = vectors.grad.norm(dim=-1)
     assert (gradient_norm[~keep] == 0).all()
     assert gradient_norm[1, 1] > 0  # a passage's only kept vector is every query token's maximum
@@ -147,9 +149,14 @@ def test_untrained_reference_is_the_backbone_normalised(tmp_path: Path) -> None:
     from tokenprune.reference_systems import untrained_model
 
     untrained_model(
-        "embedded", tmp_path / "untrained", query_max_length=16, passage_max_length=32, candidate_tokens="content",
-        strategy="first", k=4,
-    )  # fmt: skip
+        "embedded",
+        tmp_path / "untrained",
+        query_max_length=16,
+        passage_max_length=32,
+        candidate_tokens="content",
+        strategy="first",
+        k=4,
+    )
     model = ColBERT.load(tmp_path / "untrained").eval()
     assert (model.config.strategy, model.config.k, model.config.dim, model.config.normalize) == ("first", 4, 384, True)
     with torch.no_grad():

@@ -51,7 +51,10 @@ def test_tied_merge_heights_still_give_the_budget(backend: str) -> None:
     # {0, 1} and {2, 3} both cost 0.5: fcluster(maxclust=3) would cut both and return 2 groups.
     features = torch.tensor([[[0.0], [1.0], [5.0], [6.0]]])
     labels = ward_clusters(features, torch.ones(1, 4, dtype=torch.bool), 3, backend)
-    assert partition(labels[0]) in ({frozenset({0, 1}), frozenset({2}), frozenset({3})}, {frozenset({0}), frozenset({1}), frozenset({2, 3})})
+    assert partition(labels[0]) in (
+        {frozenset({0, 1}), frozenset({2}), frozenset({3})},
+        {frozenset({0}), frozenset({1}), frozenset({2, 3})},
+    )
 
 
 def test_an_unknown_backend_is_named() -> None:
@@ -108,7 +111,9 @@ def test_pool_clusters_only_content_tokens_into_k_means() -> None:
     # [CLS] [D] t t "," t t t [SEP], then a short passage; hand-placed vectors make the clusters obvious.
     input_ids = torch.tensor([[101, 2, 10, 12, 11, 13, 14, 15, 102], [101, 2, 20, 102, 0, 0, 0, 0, 0]])
     attention_mask = (input_ids != 0).long()
-    batch = PassageBatch(input_ids, attention_mask, input_ids == 11, torch.isin(input_ids, torch.tensor([0, 2, 101, 102])))
+    batch = PassageBatch(
+        input_ids, attention_mask, input_ids == 11, torch.isin(input_ids, torch.tensor([0, 2, 101, 102]))
+    )
     east, north = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
     vectors = torch.zeros(2, 9, 3)
     vectors[0, [2, 3]] = east

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_search import corpus, small_model  # noqa: F401 - the module-scoped corpus fixture
 
+from test_search import corpus, small_model  # noqa: F401 - the module-scoped corpus fixture
 from tokenprune import precision as precision_module
 from tokenprune.errors import TokenpruneError
 from tokenprune.index import PrunedIndex, build_index
@@ -49,7 +49,9 @@ def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch, native) -> N
 
 
 def test_unsupported_precisions_are_refused_by_name() -> None:
-    with pytest.raises(TokenpruneError, match=r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'half'"):
+    with pytest.raises(
+        TokenpruneError, match=r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'half'"
+    ):
         resolve_precision("half", CPU, "encoding")
     with pytest.raises(TokenpruneError, match="'fp16' is not supported for the CPU; use 'bf16' or 'fp32'"):
         resolve_precision("fp16", CPU, "encoding")

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+
 from tokenprune.errors import TokenpruneError
 from tokenprune.layout import System
 from tokenprune.reporting import diagnostics, plots, tables
 from tokenprune.reporting.paper import paper_values, published_results
 from tokenprune.reporting.report_files import summarize, token_diagnostics
-from tokenprune.reporting.summary import SystemFiles
 from tokenprune.reporting.statistics import holm_adjust, paired_test
-from tokenprune.reporting.summary import SystemResult, compare_methods
+from tokenprune.reporting.summary import SystemFiles, SystemResult, compare_methods
 
 QUERIES = [f"q{i}" for i in range(40)]
 RNG = np.random.default_rng(7)
@@ -117,8 +117,12 @@ def test_paper_values_are_shown_for_the_matching_collection(synthetic: list[Syst
     assert set(published["source"]) == {"Table 2", "Table 3"}
     scifact = paper_values("beir/scifact/test")
     assert dict(zip(scifact["strategy"], scifact["value"], strict=True)) == {
-        "none": 0.633, "first": 0.545, "idf": 0.475, "unused": 0.502, "attention": 0.564,
-    }  # fmt: skip
+        "none": 0.633,
+        "first": 0.545,
+        "idf": 0.475,
+        "unused": 0.502,
+        "attention": 0.564,
+    }
     assert paper_values(None).empty and paper_values("cranfield").empty
     renamed = [
         SystemResult(System.parse(r.system.id.replace("k10", "k50")), r.measures, r.per_query, r.index_stats)
@@ -175,9 +179,11 @@ def system_files(root: Path, system_id: str) -> SystemFiles:
     """Where _write_system_outputs put one system's files: what the summarize rule hands the library."""
     system = System.parse(system_id)
     return SystemFiles(
-        system, system.metrics_path("sci", "test", "exact", root), system.per_query_path("sci", "test", "exact", root),
+        system,
+        system.metrics_path("sci", "test", "exact", root),
+        system.per_query_path("sci", "test", "exact", root),
         system.index_dir("sci", root),
-    )  # fmt: skip
+    )
 
 
 def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path) -> None:
@@ -187,8 +193,13 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
     out = tmp_path / "summary"
     summarize(
         [system_files(tmp_path, s) for s in ("sci/none/kall/seed1", "sci/first/k10/seed1", "bm25")],
-        corpus="sci", split="test", mode="exact", measures=["nDCG@10"], output_dir=out, alpha=0.05,
-    )  # fmt: skip
+        corpus="sci",
+        split="test",
+        mode="exact",
+        measures=["nDCG@10"],
+        output_dir=out,
+        alpha=0.05,
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.csv",
         "comparison.html",
@@ -200,11 +211,17 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
     assert bool(table.loc["first", "nDCG@10 significant"])
+
     def summarize_on_sci(systems: list[str], alpha: float = 0.05) -> None:
         summarize(
-            [system_files(tmp_path, s) for s in systems], corpus="sci", split="test", mode="exact",
-            measures=["nDCG@10"], output_dir=out, alpha=alpha,
-        )  # fmt: skip
+            [system_files(tmp_path, s) for s in systems],
+            corpus="sci",
+            split="test",
+            mode="exact",
+            measures=["nDCG@10"],
+            output_dir=out,
+            alpha=alpha,
+        )
 
     with pytest.raises(TokenpruneError, match="alpha 1.5"):
         summarize_on_sci(["bm25"], alpha=1.5)
@@ -341,9 +358,11 @@ def test_positions_figure_has_a_panel_per_k_and_a_line_per_strategy() -> None:
         "idf k=2": np.array([0, 0, 0, 1, 1]),
     }
     figure = plots.positions_figure(
-        histograms, {"none": "none", "first k=2": "first", "idf k=2": "idf"}, {"none": None, "first k=2": 2, "idf k=2": 2},
+        histograms,
+        {"none": "none", "first k=2": "first", "idf k=2": "idf"},
+        {"none": None, "first k=2": 2, "idf k=2": 2},
         bin_width=2,
-    )  # fmt: skip
+    )
     (axis,) = figure.axes
     steps = axis.get_lines()
     assert [line.get_label() for line in steps] == ["first", "idf"]
@@ -365,17 +384,47 @@ def test_saved_figures_are_byte_identical_across_runs(tmp_path: Path) -> None:
     assert digests[0] == digests[1]
 
 
-def test_report_commands_fail_with_one_line_naming_the_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_commands_fail_with_one_line_naming_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tokenprune.cli import main
 
     status = main(
-        ["summarize", "--system", "scifact/first/kten/seed1", "m.json", "q.tsv", "-", "--corpus", "sci", "--split", "test",
-         "--mode", "exact", "--measures", "nDCG@10", "--alpha", "0.05", "--output-dir", str(tmp_path / "out")]
-    )  # fmt: skip
+        [
+            "summarize",
+            "--system",
+            "scifact/first/kten/seed1",
+            "m.json",
+            "q.tsv",
+            "-",
+            "--corpus",
+            "sci",
+            "--split",
+            "test",
+            "--mode",
+            "exact",
+            "--measures",
+            "nDCG@10",
+            "--alpha",
+            "0.05",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 2
     assert "'scifact/first/kten/seed1' is not a system id" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
-    status = main(["plot-tradeoff", "--table", str(tmp_path / "missing.csv"), "--measures", "nDCG@10", "--output-dir", str(tmp_path)])
+    status = main(
+        [
+            "plot-tradeoff",
+            "--table",
+            str(tmp_path / "missing.csv"),
+            "--measures",
+            "nDCG@10",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     assert status == 2
     assert "missing.csv' does not exist; run 'tokenprune summarize' first" in capsys.readouterr().err
 
@@ -399,9 +448,15 @@ def test_in_loop_minus_post_hoc_is_tested_per_strategy_and_k() -> None:
     comparison = compare_methods(results, ["nDCG@10"], alpha=0.05)
     table = comparison.table
     assert list(table["method"]) == [
-        "untrained backbone", "ColBERT, step 0", "ColBERT (no pruning)",
-        "first", "idf", "first (post-hoc)", "idf (post-hoc)", "first (post-hoc, untrained)",
-    ]  # fmt: skip
+        "untrained backbone",
+        "ColBERT, step 0",
+        "ColBERT (no pruning)",
+        "first",
+        "idf",
+        "first (post-hoc)",
+        "idf (post-hoc)",
+        "first (post-hoc, untrained)",
+    ]
     assert list(table["selection"]) == ["", "", "", "in-loop", "in-loop", "post-hoc", "post-hoc", "post-hoc"]
     contrast = comparison.contrast.set_index("strategy")
     assert list(contrast.index) == ["first", "idf"]
@@ -470,9 +525,13 @@ def test_compressed_rows_follow_their_float16_rows_and_are_tested_against_the_fl
     comparison = compare_methods(results, ["nDCG@10"], alpha=0.05)
     table = comparison.table
     assert list(table["method"]) == [
-        "ColBERT (no pruning)", "ColBERT (no pruning, 2-bit)",
-        "first", "first (post-hoc)", "first (2-bit)", "first (post-hoc, 2-bit)",
-    ]  # fmt: skip
+        "ColBERT (no pruning)",
+        "ColBERT (no pruning, 2-bit)",
+        "first",
+        "first (post-hoc)",
+        "first (2-bit)",
+        "first (post-hoc, 2-bit)",
+    ]
     assert list(table["storage"]) == ["fp16", "2-bit", "fp16", "fp16", "2-bit", "2-bit"]
     assert comparison.baseline_label == "ColBERT (no pruning)"
     assert table["nDCG@10 delta"].tolist() == pytest.approx([0.0, -0.02, -0.03, -0.04, -0.05, -0.06])
@@ -483,12 +542,57 @@ def test_compressed_rows_follow_their_float16_rows_and_are_tested_against_the_fl
 
 def test_compressed_copies_are_small_triangles_in_the_familys_colour() -> None:
     rows = [
-        {"method": "ColBERT (no pruning)", "kind": "baseline", "storage": "fp16", "strategy": "none", "k": None, "index_mib": 10.0, "percent_tokens_kept": 100.0, "m": 0.5},
-        {"method": "first", "kind": "pruned", "storage": "fp16", "strategy": "first", "k": 10, "index_mib": 1.0, "percent_tokens_kept": 10.0, "m": 0.45},
-        {"method": "first (2-bit)", "kind": "pruned", "storage": "2-bit", "strategy": "first", "k": 50, "index_mib": 0.7, "percent_tokens_kept": 50.0, "m": 0.47},
-        {"method": "first (2-bit)", "kind": "pruned", "storage": "2-bit", "strategy": "first", "k": 10, "index_mib": 0.14, "percent_tokens_kept": 10.0, "m": 0.43},
-        {"method": "ColBERT (no pruning, 2-bit)", "kind": "baseline", "storage": "2-bit", "strategy": "none", "k": None, "index_mib": 1.4, "percent_tokens_kept": 100.0, "m": 0.49},
-    ]  # fmt: skip
+        {
+            "method": "ColBERT (no pruning)",
+            "kind": "baseline",
+            "storage": "fp16",
+            "strategy": "none",
+            "k": None,
+            "index_mib": 10.0,
+            "percent_tokens_kept": 100.0,
+            "m": 0.5,
+        },
+        {
+            "method": "first",
+            "kind": "pruned",
+            "storage": "fp16",
+            "strategy": "first",
+            "k": 10,
+            "index_mib": 1.0,
+            "percent_tokens_kept": 10.0,
+            "m": 0.45,
+        },
+        {
+            "method": "first (2-bit)",
+            "kind": "pruned",
+            "storage": "2-bit",
+            "strategy": "first",
+            "k": 50,
+            "index_mib": 0.7,
+            "percent_tokens_kept": 50.0,
+            "m": 0.47,
+        },
+        {
+            "method": "first (2-bit)",
+            "kind": "pruned",
+            "storage": "2-bit",
+            "strategy": "first",
+            "k": 10,
+            "index_mib": 0.14,
+            "percent_tokens_kept": 10.0,
+            "m": 0.43,
+        },
+        {
+            "method": "ColBERT (no pruning, 2-bit)",
+            "kind": "baseline",
+            "storage": "2-bit",
+            "strategy": "none",
+            "k": None,
+            "index_mib": 1.4,
+            "percent_tokens_kept": 100.0,
+            "m": 0.49,
+        },
+    ]
     figure = plots.tradeoff_figure(pd.DataFrame(rows).assign(**{"m std": np.nan}), "m")
     lines = {line.get_gid(): line for line in figure.axes[0].get_lines() if line.get_gid()}
     compressed = lines["compressed:pruned:first:2-bit"]
@@ -509,7 +613,9 @@ def test_indexes_of_two_precisions_are_not_compared() -> None:
     assert bf16.index_stats is not None and fp32.index_stats is not None
     bf16.index_stats["encoding_precision"] = "bf16"
     fp32.index_stats["encoding_precision"] = "fp32"
-    with pytest.raises(TokenpruneError, match=r"encoded in 2 precisions \(bf16: sci/none/kall/seed1; fp32: sci/first/k10/seed1\)"):
+    with pytest.raises(
+        TokenpruneError, match=r"encoded in 2 precisions \(bf16: sci/none/kall/seed1; fp32: sci/first/k10/seed1\)"
+    ):
         compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05)
     fp32.index_stats["encoding_precision"] = "bf16"
     assert len(compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05).table) == 2

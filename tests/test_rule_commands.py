@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 
+from conftest import REPO
 from tokenprune.cli import build_parser
 
 # Options a rule may leave to the CLI, because they are not study settings: nothing in the config owns them.
@@ -58,10 +58,22 @@ OPTIONAL_BY_MODE = {
 def planned_commands(workdir: Path, *configfiles: str) -> list[list[str]]:
     """The argument lists of every `tokenprune` command in a dry run, one per distinct command line."""
     result = subprocess.run(
-        ["snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", *configfiles],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+        [
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            *configfiles,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     commands = []
     for line in dict.fromkeys(result.stdout.splitlines()):
@@ -101,8 +113,14 @@ def second_defaults(arguments: list[str], parser: argparse.ArgumentParser) -> li
 
 @pytest.mark.parametrize(
     "configfiles",
-    [("config.yaml",), ("configs/paper-msmarco.yaml",), ("configs/beir-zeroshot.yaml",), ("config.yaml", "configs/seeds.yaml"),
-     ("config.yaml", "configs/seeds-k10.yaml"), ("config.yaml", "configs/compression.yaml")],
+    [
+        ("config.yaml",),
+        ("configs/paper-msmarco.yaml",),
+        ("configs/beir-zeroshot.yaml",),
+        ("config.yaml", "configs/seeds.yaml"),
+        ("config.yaml", "configs/seeds-k10.yaml"),
+        ("config.yaml", "configs/compression.yaml"),
+    ],
     ids=["default", "paper", "beir-zeroshot", "seeds", "seeds-k10", "compression"],
 )
 def test_rules_pass_every_option_the_cli_defaults(tmp_path: Path, configfiles: tuple[str, ...]) -> None:
@@ -127,9 +145,12 @@ def hidden_fallbacks(name: str, arguments: list[str], parser: argparse.ArgumentP
     return [
         f"{action.option_strings[-1]} (passed, yet optional with a None default)"
         for action in parser._actions
-        if set(action.option_strings) & passed and not action.required and action.default is None
-        and (name, action.option_strings[-1]) not in OPTIONAL_BY_MODE and not set(action.option_strings) & NOT_CONFIG_VALUES
-    ]  # fmt: skip
+        if set(action.option_strings) & passed
+        and not action.required
+        and action.default is None
+        and (name, action.option_strings[-1]) not in OPTIONAL_BY_MODE
+        and not set(action.option_strings) & NOT_CONFIG_VALUES
+    ]
 
 
 def test_a_rule_that_drops_threads_is_caught() -> None:

@@ -10,22 +10,45 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_beir_folder
+from tokenprune import search as search_module
 from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
 from tokenprune.data.sources import open_collection
-from tokenprune.evaluation import evaluate_run, parse_measures
 from tokenprune.errors import TokenpruneError
+from tokenprune.evaluation import evaluate_run, parse_measures
+from tokenprune.faiss_support import choose_faiss_placement
 from tokenprune.index import PrunedIndex, build_index, build_posthoc_indexes, merge_index_shards, write_vectors_index
 from tokenprune.model import ColBERT, ColBERTConfig
-from tokenprune.selection import make_selector
-from tokenprune import search as search_module
-from tokenprune.faiss_support import choose_faiss_placement
 from tokenprune.search import (
-    PackedQueries, _maxsim_chunk, ann_search, build_ann_index, encode_query_set, exact_search, write_trec_run,
-)  # fmt: skip
+    PackedQueries,
+    _maxsim_chunk,
+    ann_search,
+    build_ann_index,
+    encode_query_set,
+    exact_search,
+    write_trec_run,
+)
+from tokenprune.selection import make_selector
 
-from conftest import write_beir_folder
-
-WORDS = "aspirin heart sleep vitamin cold protein cell gene tumour insulin blood brain liver kidney virus dose trial".split()
+WORDS = [
+    "aspirin",
+    "heart",
+    "sleep",
+    "vitamin",
+    "cold",
+    "protein",
+    "cell",
+    "gene",
+    "tumour",
+    "insulin",
+    "blood",
+    "brain",
+    "liver",
+    "kidney",
+    "virus",
+    "dose",
+    "trial",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +56,12 @@ def corpus(tmp_path_factory, tokenizer) -> PreparedDataset:
     """37 random passages of 3 to 40 words, with punctuation, in BEIR layout."""
     rng = random.Random(7)
     documents = [
-        {"_id": f"d{i}", "title": "", "text": ", ".join(" ".join(rng.choices(WORDS, k=rng.randint(1, 8))) for _ in range(rng.randint(1, 5))) + "."}
+        {
+            "_id": f"d{i}",
+            "title": "",
+            "text": ", ".join(" ".join(rng.choices(WORDS, k=rng.randint(1, 8))) for _ in range(rng.randint(1, 5)))
+            + ".",
+        }
         for i in range(37)
     ]
     queries = [{"_id": "q1", "text": "aspirin and heart"}, {"_id": "q2", "text": "sleep"}]
@@ -73,7 +101,10 @@ def test_index_accounting(indexes, corpus) -> None:
     assert stats["percent_tokens_kept"] == 100.0
     assert stats["bytes"]["vectors.f16"] == stats["vectors"] * 16 * 2
     assert stats["bytes"]["offsets.npy"] == 128 + 38 * 8  # npy header + int64 offsets
-    assert stats["index_bytes"] == stats["bytes"]["vectors.f16"] + stats["bytes"]["offsets.npy"] + stats["bytes"]["doc_ids.txt"]
+    assert (
+        stats["index_bytes"]
+        == stats["bytes"]["vectors.f16"] + stats["bytes"]["offsets.npy"] + stats["bytes"]["doc_ids.txt"]
+    )
     assert baseline.doc_ids == [f"d{i}" for i in range(37)]
 
     for name in ("first10", "attention10"):
@@ -91,7 +122,9 @@ def test_index_vectors_equal_the_models_encodings(indexes, corpus) -> None:
         encoded = model.encode_passages(texts[:3])
     index = indexes["first10"]
     for row in range(3):
-        stored = torch.from_numpy(np.asarray(index.vectors[index.offsets[row] : index.offsets[row + 1]], dtype=np.float32))
+        stored = torch.from_numpy(
+            np.asarray(index.vectors[index.offsets[row] : index.offsets[row + 1]], dtype=np.float32)
+        )
         assert torch.allclose(stored, encoded.vectors[row][encoded.mask[row]], atol=2e-3)  # float16 storage
 
 
@@ -163,7 +196,9 @@ def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
     queries = torch.randn(3, 5, 16, generator=generator)
     query_mask = torch.ones(3, 5, dtype=torch.bool)
     exact = exact_search(queries, query_mask, index, depth=10)
-    approximate = ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=4)
+    approximate = ann_search(
+        queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=4
+    )
     assert approximate.doc_indices.tolist() == exact.doc_indices.tolist()
     assert np.allclose(approximate.scores, exact.scores, atol=1e-3)
 
@@ -171,7 +206,9 @@ def test_ann_with_every_list_probed_and_flat_codes_is_exact(indexes) -> None:
 def test_an_ann_index_built_for_a_cpu_job_says_it_used_faiss_cpu(indexes, caplog: pytest.LogCaptureFixture) -> None:
     index = indexes["none"]
     with caplog.at_level("INFO", logger="tokenprune.search"):
-        ann = build_ann_index(index, nlist=4, m=4, nbits=8, flat=True, placement=choose_faiss_placement(torch.device("cpu")))
+        ann = build_ann_index(
+            index, nlist=4, m=4, nbits=8, flat=True, placement=choose_faiss_placement(torch.device("cpu"))
+        )
     assert "building the ANN index with faiss-cpu (the job runs on cpu)" in caplog.text
     assert ann.ntotal == index.stats["vectors"]
 
@@ -205,7 +242,12 @@ def test_ann_pq_recovers_most_of_the_exact_top(indexes) -> None:
     query_mask = torch.ones(8, 5, dtype=torch.bool)
     exact = exact_search(queries, query_mask, index, depth=5)
     approximate = ann_search(queries, query_mask, index, ann, depth=5, candidates_per_token=32, nprobe=4)
-    overlap = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate.doc_indices.tolist(), exact.doc_indices.tolist(), strict=True)])
+    overlap = np.mean(
+        [
+            len(set(a) & set(e)) / 5
+            for a, e in zip(approximate.doc_indices.tolist(), exact.doc_indices.tolist(), strict=True)
+        ]
+    )
     assert overlap >= 0.6
 
 
@@ -225,7 +267,13 @@ def test_evaluation_gives_hand_computed_values(tmp_path: Path) -> None:
     (tmp_path / "run.trec").write_text(
         "q1 Q0 d2 1 3.0 t\nq1 Q0 d1 2 2.0 t\nq1 Q0 d3 3 1.0 t\nq2 Q0 d4 1 5.0 t\nq2 Q0 d9 2 4.0 t\n"
     )
-    values = evaluate_run(tmp_path / "run.trec", tmp_path / "qrels.txt", parse_measures(["nDCG@10", "RR@10"]), tmp_path / "m.json", tmp_path / "pq.tsv")
+    values = evaluate_run(
+        tmp_path / "run.trec",
+        tmp_path / "qrels.txt",
+        parse_measures(["nDCG@10", "RR@10"]),
+        tmp_path / "m.json",
+        tmp_path / "pq.tsv",
+    )
     # q1: DCG = 1/log2(3) + 2/log2(4) = 1.63093, IDCG = 2 + 1/log2(3) = 2.63093 -> 0.61990; RR = 1/2. q2: 1 and 1.
     assert values["nDCG@10"] == pytest.approx((0.619900 + 1.0) / 2, abs=1e-5)
     assert values["RR@10"] == pytest.approx(0.75)
@@ -251,7 +299,13 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
         tmp_path / "idf10": make_selector("idf", 10, idf=idf),
     }
     all_stats = build_posthoc_indexes(
-        small_model(), corpus, selections, own_index=tmp_path / "none", batch_size=5, chunk_documents=16, precision="fp32"
+        small_model(),
+        corpus,
+        selections,
+        own_index=tmp_path / "none",
+        batch_size=5,
+        chunk_documents=16,
+        precision="fp32",
     )
     # The model's own index, written from the same pass, is the one the index stage writes on its own.
     own_stats, all_stats = all_stats[0], all_stats[1:]
@@ -262,7 +316,11 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
     torch.manual_seed(0)
     reference = ColBERT.from_backbone(ColBERTConfig(strategy="idf", k=10, dim=16, passage_max_length=48), idf=idf)
     build_index(reference.eval(), corpus, tmp_path / "idf10-alone", batch_size=5, chunk_documents=16, precision="fp32")
-    alone = {"first10": indexes["first10"].folder, "attention10": indexes["attention10"].folder, "idf10": tmp_path / "idf10-alone"}
+    alone = {
+        "first10": indexes["first10"].folder,
+        "attention10": indexes["attention10"].folder,
+        "idf10": tmp_path / "idf10-alone",
+    }
     for (folder, selector), stats in zip(selections.items(), all_stats, strict=True):
         assert stats["selection"] == "post-hoc" and stats["model_strategy"] == "none"
         assert (stats["strategy"], stats["k"]) == (selector.name, 10)
@@ -274,7 +332,9 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
 def test_posthoc_refuses_a_selection_that_changes_the_encoder_input(corpus, tmp_path) -> None:
     unused = make_selector("unused", 3, unused_ids=[3, 4, 5])
     with pytest.raises(TokenpruneError, match="'unused' inserts tokens into the passage"):
-        build_posthoc_indexes(small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16, precision="fp32")
+        build_posthoc_indexes(
+            small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16, precision="fp32"
+        )
     assert not (tmp_path / "u").exists()
 
 
@@ -350,8 +410,13 @@ def test_gathered_rows_equal_the_memory_map_across_shards(tmp_path) -> None:
     for index in (single, merged):
         size = len(index.vectors)
         # A run across the shard boundary, rows out of order and repeated, single rows, and nothing.
-        for rows in (np.arange(size), np.arange(boundary - 3, min(boundary + 4, size)), rng.integers(0, size, 50),
-                     np.array([size - 1, 0, 0, 5]), np.array([], dtype=np.int64)):  # fmt: skip
+        for rows in (
+            np.arange(size),
+            np.arange(boundary - 3, min(boundary + 4, size)),
+            rng.integers(0, size, 50),
+            np.array([size - 1, 0, 0, 5]),
+            np.array([], dtype=np.int64),
+        ):
             assert np.array_equal(index.gather_vectors(rows), np.asarray(index.vectors[rows]).reshape(-1, 8)), rows
     with pytest.raises(TokenpruneError, match=rf"vector rows must lie in \[0, {total}\), got 0..{total}"):
         merged.gather_vectors(np.array([0, total]))
@@ -379,10 +444,18 @@ def test_exact_search_streams_an_index_without_holding_it(tmp_path) -> None:
     # the map fixed, on a 100 MiB index).
     rng = np.random.default_rng(0)
     block = rng.standard_normal((1000, 128)).astype(np.float16)
-    chunks = ((list(map(str, range(c * 1000, (c + 1) * 1000))), np.split(np.tile(block, (16, 1)), 1000)) for c in range(50))
+    chunks = (
+        (list(map(str, range(c * 1000, (c + 1) * 1000))), np.split(np.tile(block, (16, 1)), 1000)) for c in range(50)
+    )
     stats = write_vectors_index(tmp_path / "index", chunks, dim=128)
     assert stats["bytes"]["vectors.f16"] == 800_000 * 128 * 2
-    growth_kib = int(subprocess.run([sys.executable, "-c", PEAK_RSS_OF_A_SCAN, str(tmp_path / "index")],
-                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    growth_kib = int(
+        subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_OF_A_SCAN, str(tmp_path / "index")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     # Measured: 20-26 MiB (a chunk's buffers and the scores).
     assert growth_kib < 60 * 1024, f"peak RSS grew by {growth_kib / 1024:.0f} MiB while scanning a 200 MiB index"

@@ -44,7 +44,9 @@ def test_candidate_rules_and_the_baseline_that_keeps_every_candidate(rule: str, 
 
 
 def test_unknown_candidate_rule_names_the_known_ones() -> None:
-    with pytest.raises(TokenpruneError, match=r"unknown candidate rule 'words'; choose from \['content', 'no_punctuation', 'all'\]"):
+    with pytest.raises(
+        TokenpruneError, match=r"unknown candidate rule 'words'; choose from \['content', 'no_punctuation', 'all'\]"
+    ):
         candidate_mask(batch(), "words")
 
 
@@ -132,7 +134,10 @@ def test_k_must_be_a_positive_integer(k) -> None:
 
 
 def test_unknown_strategy_names_the_known_ones() -> None:
-    with pytest.raises(TokenpruneError, match=r"unknown strategy 'random'; choose from \['attention', 'first', 'idf', 'none', 'pool', 'unused'\]"):
+    with pytest.raises(
+        TokenpruneError,
+        match=r"unknown strategy 'random'; choose from \['attention', 'first', 'idf', 'none', 'pool', 'unused'\]",
+    ):
         make_selector("random", 3)
 
 
@@ -164,7 +169,9 @@ def test_unused_refuses_k_beyond_the_supply(unused_model: ColBERT) -> None:
 def test_passages_shorter_than_k_keep_all_their_content_tokens() -> None:
     model = ColBERT.from_backbone(ColBERTConfig(strategy="attention", k=50, passage_max_length=64, dim=16))
     passages = model.encode_passages(["short one.", "a slightly longer passage, with a comma and more words in it"])
-    input_ids, attention_mask = model.tokenize_passages(["short one.", "a slightly longer passage, with a comma and more words in it"])
+    input_ids, attention_mask = model.tokenize_passages(
+        ["short one.", "a slightly longer passage, with a comma and more words in it"]
+    )
     punctuation = torch.isin(input_ids, model.punctuation_ids)
     special = torch.isin(input_ids, model.special_ids)
     expected = (attention_mask.bool() & ~punctuation & ~special).sum(dim=1)

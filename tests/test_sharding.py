@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_search import corpus, small_model  # noqa: F401 - the module-scoped corpus fixture
 
+from test_search import corpus, small_model  # noqa: F401 - the module-scoped corpus fixture
 from tokenprune.errors import TokenpruneError
 from tokenprune.index import ConcatenatedVectors, PrunedIndex, build_index, merge_index_shards, shard_ranges
 from tokenprune.reporting.diagnostics import count_kept_tokens
@@ -48,7 +48,13 @@ def unsharded_and_sharded(corpus, tmp_path_factory) -> tuple[PrunedIndex, Pruned
     for number, document_range in enumerate(shard_ranges(corpus.documents, 3, CHUNK)):
         shard_folders.append(folder / f"shard{number}")
         build_index(
-            model, corpus, shard_folders[-1], batch_size=3, chunk_documents=CHUNK, precision="auto", document_range=document_range
+            model,
+            corpus,
+            shard_folders[-1],
+            batch_size=3,
+            chunk_documents=CHUNK,
+            precision="auto",
+            document_range=document_range,
         )
     merge_index_shards(shard_folders, folder / "merged")
     return PrunedIndex(folder / "whole"), PrunedIndex(folder / "merged"), shard_folders
@@ -61,8 +67,20 @@ def test_merged_index_holds_exactly_the_unsharded_vectors(unsharded_and_sharded)
     assert [shard["documents"] for shard in manifest["shards"]] == [12, 12, 13]
     assert merged.doc_ids == whole.doc_ids
     assert merged.offsets.tolist() == whole.offsets.tolist()
-    assert b"".join(path.read_bytes() for path in merged.component_files("vectors.f16")) == (whole.folder / "vectors.f16").read_bytes()
-    for key in ("documents", "vectors", "unpruned_tokens", "percent_tokens_kept", "vectors_per_document", "dim", "strategy", "k"):
+    assert (
+        b"".join(path.read_bytes() for path in merged.component_files("vectors.f16"))
+        == (whole.folder / "vectors.f16").read_bytes()
+    )
+    for key in (
+        "documents",
+        "vectors",
+        "unpruned_tokens",
+        "percent_tokens_kept",
+        "vectors_per_document",
+        "dim",
+        "strategy",
+        "k",
+    ):
         assert merged.stats[key] == whole.stats[key], key
     # Same components, same bytes: the index size in the tables does not depend on sharding.
     assert merged.stats["index_bytes"] == whole.stats["index_bytes"]
@@ -89,7 +107,9 @@ def test_search_over_shards_gives_the_same_ranking(unsharded_and_sharded) -> Non
     for index in (whole, merged):
         ann = build_ann_index(index, nlist=2, m=4, nbits=8, flat=True)
         assert ann.ntotal == index.stats["vectors"]
-        ann_rankings.append(ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=2))
+        ann_rankings.append(
+            ann_search(queries, query_mask, index, ann, depth=10, candidates_per_token=index.stats["vectors"], nprobe=2)
+        )
     assert ann_rankings[0].doc_indices.tolist() == ann_rankings[1].doc_indices.tolist()
     assert np.array_equal(ann_rankings[0].scores, ann_rankings[1].scores)
 
@@ -107,13 +127,30 @@ def test_merge_refuses_gaps_and_mixed_models(unsharded_and_sharded, corpus, tmp_
     with pytest.raises(TokenpruneError, match=r"covers documents \[24, 37\) but the next shard must start at 12"):
         merge_index_shards([shards[0], shards[2]], tmp_path / "gap")
     other = tmp_path / "other"
-    build_index(small_model("first", 6), corpus, other, batch_size=3, chunk_documents=CHUNK, precision="auto", document_range=(12, 24))
-    with pytest.raises(TokenpruneError, match="has strategy='first' but .* has 'attention': all shards must come from one model"):
+    build_index(
+        small_model("first", 6),
+        corpus,
+        other,
+        batch_size=3,
+        chunk_documents=CHUNK,
+        precision="auto",
+        document_range=(12, 24),
+    )
+    with pytest.raises(
+        TokenpruneError, match="has strategy='first' but .* has 'attention': all shards must come from one model"
+    ):
         merge_index_shards([shards[0], other, shards[2]], tmp_path / "mixed")
     precision = json.loads((shards[0] / "index_stats.json").read_text())["encoding_precision"]
     other_precision = "bf16" if precision == "fp32" else "fp32"
-    build_index(small_model("attention", 6), corpus, tmp_path / "other_precision", batch_size=3, chunk_documents=CHUNK,
-                document_range=(12, 24), precision=other_precision)  # fmt: skip
+    build_index(
+        small_model("attention", 6),
+        corpus,
+        tmp_path / "other_precision",
+        batch_size=3,
+        chunk_documents=CHUNK,
+        document_range=(12, 24),
+        precision=other_precision,
+    )
     with pytest.raises(TokenpruneError, match=f"has encoding_precision='{other_precision}' but .* has '{precision}'"):
         merge_index_shards([shards[0], tmp_path / "other_precision", shards[2]], tmp_path / "mixed_precision")
     assert not any((tmp_path / name).exists() for name in ("gap", "mixed", "mixed_precision"))

@@ -45,7 +45,12 @@ def test_mixed_model_matches_statsmodels_reml() -> None:
     rng = np.random.default_rng(3)
     queries, seeds = 40, 3
     for seed_sd in (0.005, 0.03):
-        d = 0.02 + rng.normal(0, 0.05, (queries, 1)) + rng.normal(0, seed_sd, (1, seeds)) + rng.normal(0, 0.03, (queries, seeds))
+        d = (
+            0.02
+            + rng.normal(0, 0.05, (queries, 1))
+            + rng.normal(0, seed_sd, (1, seeds))
+            + rng.normal(0, 0.03, (queries, seeds))
+        )
         mean, se, df, p = crossed_random_effects(d)
         long = pd.DataFrame(
             [(q, s, d[q, s]) for q in range(queries) for s in range(seeds)], columns=["query", "seed", "y"]
@@ -53,7 +58,11 @@ def test_mixed_model_matches_statsmodels_reml() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = smf.mixedlm(
-                "y ~ 1", long, groups="group", re_formula="0", vc_formula={"query": "0 + C(query)", "seed": "0 + C(seed)"}
+                "y ~ 1",
+                long,
+                groups="group",
+                re_formula="0",
+                vc_formula={"query": "0 + C(query)", "seed": "0 + C(seed)"},
             ).fit(reml=True)
         assert mean == pytest.approx(fit.params["Intercept"], abs=1e-9)
         assert se == pytest.approx(fit.bse["Intercept"], rel=2e-3)
@@ -80,7 +89,12 @@ def test_one_deviant_seed_splits_the_query_test_from_the_seed_aware_one() -> Non
     # The same through the study's summary: the in-loop vs post-hoc row of a hand-made three-seed study.
     def result(system_id: str, values: pd.Series) -> SystemResult:
         frame = values.rename("nDCG@10").to_frame()
-        return SystemResult(System.parse(system_id), {"nDCG@10": float(values.mean())}, frame, {"percent_tokens_kept": 10.0, "index_bytes": 1})
+        return SystemResult(
+            System.parse(system_id),
+            {"nDCG@10": float(values.mean())},
+            frame,
+            {"percent_tokens_kept": 10.0, "index_bytes": 1},
+        )
 
     results = [result(f"sci/none/kall/seed{seed}", series(base)) for seed in gains]
     results += [result(f"sci/idf/k10/seed{seed}", values) for seed, values in in_loop.items()]
@@ -96,7 +110,9 @@ def test_seeds_pair_by_number_and_a_single_seed_reference_is_shared() -> None:
     frame = paired_differences(a, reference)
     assert list(frame.columns) == [1, 2]
     np.testing.assert_allclose(frame.to_numpy(), [[0.0, 0.2], [0.1, 0.3]])
-    np.testing.assert_allclose(paired_differences({2: series([1.0, 1.0]), 1: series([0.0, 0.0])}, a).to_numpy(), [[-0.5, 0.3], [-0.6, 0.2]])
+    np.testing.assert_allclose(
+        paired_differences({2: series([1.0, 1.0]), 1: series([0.0, 0.0])}, a).to_numpy(), [[-0.5, 0.3], [-0.6, 0.2]]
+    )
     with pytest.raises(TokenpruneError, match=r"share no seed \(seeds \[1, 2\] and \[3, 4\]\)"):
         paired_differences(a, {3: series([0.0, 0.0]), 4: series([0.0, 0.0])})
 

@@ -70,7 +70,9 @@ def test_the_library_has_no_import_cycle() -> None:
 def code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines of a function, without its docstring."""
     first = function.body[0]
-    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    docstring = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     skipped = first.end_lineno - first.lineno + 1 if docstring else 0
     return function.end_lineno - function.lineno + 1 - skipped
 

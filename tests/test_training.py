@@ -72,7 +72,7 @@ class NaiveTripleSampler:
         self.batch_size, self.seed = batch_size, seed
         self.queries = dataset.queries(split)
         doc_ids, texts = dataset.corpus()
-        self.passages = dict(zip(doc_ids, texts))
+        self.passages = dict(zip(doc_ids, texts, strict=True))
 
     def batch(self, step: int) -> tuple[list[str], list[str], list[str]]:
         rng = np.random.default_rng([self.seed, step, 1])
@@ -88,7 +88,9 @@ class NaiveTripleSampler:
 
     def sample_passages(self, count: int) -> list[str]:
         named = sorted(set(self.positive_ids).union(*map(set, self.negative_ids)))
-        chosen = np.random.default_rng([self.seed, 2**31]).choice(len(named), size=min(count, len(named)), replace=False)
+        chosen = np.random.default_rng([self.seed, 2**31]).choice(
+            len(named), size=min(count, len(named)), replace=False
+        )
         return [self.passages[named[int(index)]] for index in chosen]
 
 
@@ -115,13 +117,19 @@ def test_passage_store_returns_each_text_by_row(scifact: PreparedDataset) -> Non
 
 
 def test_sampler_names_ids_absent_from_the_collection(scifact: PreparedDataset, tmp_path: Path) -> None:
-    rows = {"query_id": ["0", "nope-q"], "positive_id": ["31715818", "31715818"], "negative_ids": [["gone-1"], ["gone-2"]]}
+    rows = {
+        "query_id": ["0", "nope-q"],
+        "positive_id": ["31715818", "31715818"],
+        "negative_ids": [["gone-1"], ["gone-2"]],
+    }
     pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
     with pytest.raises(TokenpruneError, match=r"triples name 1 queries absent from split 'train', e.g. \['nope-q'\]"):
         TripleSampler(tmp_path / "bad.parquet", scifact, "train", 2, 0)
     rows["query_id"] = ["0", "0"]
     pq.write_table(pa.table(rows), tmp_path / "bad.parquet")
-    with pytest.raises(TokenpruneError, match=r"triples name 2 passages absent from the corpus, e.g. \['gone-1', 'gone-2'\]"):
+    with pytest.raises(
+        TokenpruneError, match=r"triples name 2 passages absent from the corpus, e.g. \['gone-1', 'gone-2'\]"
+    ):
         TripleSampler(tmp_path / "bad.parquet", scifact, "train", 2, 0)
 
 
@@ -134,8 +142,19 @@ def test_idf_table_matches_document_frequencies(idf: torch.Tensor, tokenizer) ->
 
 def test_learning_rate_schedule() -> None:
     assert [round(learning_rate_factor(s, 4, 12), 3) for s in range(12)] == [
-        0.25, 0.5, 0.75, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125,
-    ]  # fmt: skip
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.0,
+        0.875,
+        0.75,
+        0.625,
+        0.5,
+        0.375,
+        0.25,
+        0.125,
+    ]
 
 
 def window_means(log_rows: list[dict]) -> tuple[float, float]:
@@ -150,7 +169,9 @@ def window_means(log_rows: list[dict]) -> tuple[float, float]:
 def test_loss_falls_clearly_for_every_strategy(scifact, triples, idf, tmp_path, strategy, k) -> None:
     torch.manual_seed(0)
     model = ColBERT.from_backbone(ColBERTConfig(strategy=strategy, k=k, **SMALL_MODEL), idf=idf)
-    settings = TrainingSettings(steps=60, batch_size=4, learning_rate=1e-4, warmup_steps=5, log_every=5, checkpoint_every=60, seed=0)
+    settings = TrainingSettings(
+        steps=60, batch_size=4, learning_rate=1e-4, warmup_steps=5, log_every=5, checkpoint_every=60, seed=0
+    )
     sampler = TripleSampler(triples, scifact, "train", settings.batch_size, settings.seed)
     summary = train(model, sampler, settings, tmp_path / "checkpoints", progress=False)
     first, last = window_means(summary["loss_log"])
@@ -160,7 +181,9 @@ def test_loss_falls_clearly_for_every_strategy(scifact, triples, idf, tmp_path, 
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(scifact, triples, tmp_path) -> None:
-    settings = TrainingSettings(steps=12, batch_size=2, learning_rate=5e-5, warmup_steps=2, log_every=2, checkpoint_every=4, seed=3)
+    settings = TrainingSettings(
+        steps=12, batch_size=2, learning_rate=5e-5, warmup_steps=2, log_every=2, checkpoint_every=4, seed=3
+    )
     config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
 
     def fresh() -> ColBERT:
@@ -181,7 +204,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(scifact, triples, tmp_
     assert resumed["resumed_from"] == 6 and resumed["steps"] == 12
     assert [row["step"] for row in resumed["loss_log"]] == [2, 4, 6, 8, 10, 12]
     # Same batches, same dropout, same optimiser state: the resumed run equals the uninterrupted one.
-    assert [row["loss"] for row in resumed["loss_log"]] == pytest.approx([row["loss"] for row in reference["loss_log"]], rel=1e-4)
+    assert [row["loss"] for row in resumed["loss_log"]] == pytest.approx(
+        [row["loss"] for row in reference["loss_log"]], rel=1e-4
+    )
 
 
 class Killed(Exception):
@@ -191,7 +216,9 @@ class Killed(Exception):
 def test_a_kill_between_the_log_and_the_checkpoint_loses_no_log_row(scifact, triples, tmp_path, monkeypatch) -> None:
     import tokenprune.training as training
 
-    settings = TrainingSettings(steps=6, batch_size=2, learning_rate=5e-5, warmup_steps=1, log_every=2, checkpoint_every=2, seed=3)
+    settings = TrainingSettings(
+        steps=6, batch_size=2, learning_rate=5e-5, warmup_steps=1, log_every=2, checkpoint_every=2, seed=3
+    )
     config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
     sampler = TripleSampler(triples, scifact, "train", settings.batch_size, settings.seed)
     written = {"log": training._write_loss_log, "checkpoint": training._save_checkpoint}
@@ -199,10 +226,7 @@ def test_a_kill_between_the_log_and_the_checkpoint_loses_no_log_row(scifact, tri
 
     def dies_after_the_first_write_of_step_4(name: str):
         def write(*args, **kwargs):
-            if name == "log":
-                step = args[1][-1]["step"]
-            else:
-                step = args[1]
+            step = args[1][-1]["step"] if name == "log" else args[1]
             if step == 4 and writes:
                 raise Killed
             if step == 4:
@@ -225,16 +249,34 @@ def test_a_kill_between_the_log_and_the_checkpoint_loses_no_log_row(scifact, tri
 def test_resuming_with_other_settings_is_refused(scifact, triples, tmp_path) -> None:
     config = ColBERTConfig(strategy="first", k=6, **SMALL_MODEL)
     sampler = TripleSampler(triples, scifact, "train", 2, 0)
-    train(ColBERT.from_backbone(config), sampler, TrainingSettings(steps=2, batch_size=2, seed=0), tmp_path, progress=False)
+    train(
+        ColBERT.from_backbone(config),
+        sampler,
+        TrainingSettings(steps=2, batch_size=2, seed=0),
+        tmp_path,
+        progress=False,
+    )
     with pytest.raises(TokenpruneError, match=r"other settings \(training.learning_rate\)"):
-        train(ColBERT.from_backbone(config), sampler, TrainingSettings(steps=2, batch_size=2, seed=0, learning_rate=1e-3), tmp_path, progress=False)
+        train(
+            ColBERT.from_backbone(config),
+            sampler,
+            TrainingSettings(steps=2, batch_size=2, seed=0, learning_rate=1e-3),
+            tmp_path,
+            progress=False,
+        )
 
 
 def test_corrupted_checkpoint_is_detected(scifact, triples, tmp_path) -> None:
     (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
     sampler = TripleSampler(triples, scifact, "train", 2, 0)
     with pytest.raises(TokenpruneError, match="checkpoint .*last.pt' is corrupted .* delete it to restart"):
-        train(ColBERT.from_backbone(ColBERTConfig(**SMALL_MODEL)), sampler, TrainingSettings(steps=2, batch_size=2), tmp_path, progress=False)
+        train(
+            ColBERT.from_backbone(ColBERTConfig(**SMALL_MODEL)),
+            sampler,
+            TrainingSettings(steps=2, batch_size=2),
+            tmp_path,
+            progress=False,
+        )
 
 
 def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path) -> None:
@@ -250,8 +292,12 @@ def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path)
 
     # A zero-shot study imports the folder instead of training: same files, loss log included.
     import_trained(tmp_path / "model", tmp_path / "imported", strategy="idf", k=5)
-    assert sorted(p.name for p in (tmp_path / "imported").iterdir()) == sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert (tmp_path / "imported" / "training_log.csv").read_bytes() == (tmp_path / "model" / "training_log.csv").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "imported").iterdir()) == sorted(
+        p.name for p in (tmp_path / "model").iterdir()
+    )
+    assert (tmp_path / "imported" / "training_log.csv").read_bytes() == (
+        tmp_path / "model" / "training_log.csv"
+    ).read_bytes()
     with pytest.raises(TokenpruneError, match="holds strategy 'idf' with k=5, but its path asks for 'idf' with k=10"):
         import_trained(tmp_path / "model", tmp_path / "wrong", strategy="idf", k=10)
     with pytest.raises(TokenpruneError, match="model folder '.*nowhere' does not exist; check train.models_dir"):
@@ -261,11 +307,37 @@ def test_trained_model_folder_is_self_contained(scifact, triples, idf, tmp_path)
 
 def test_cli_refuses_unused_k_beyond_supply_without_traceback(scifact, triples, tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tokenprune.cli", "train", "--data", str(scifact.folder), "--split", "train",
-         "--triples", str(triples), "--strategy", "unused", "--k", "5000", "--seed", "1", "--model-config", "{}",
-         "--training-config", "{}", "--checkpoint-dir", str(tmp_path / "ck"), "--threads", "1", "--output", str(tmp_path / "model")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tokenprune.cli",
+            "train",
+            "--data",
+            str(scifact.folder),
+            "--split",
+            "train",
+            "--triples",
+            str(triples),
+            "--strategy",
+            "unused",
+            "--k",
+            "5000",
+            "--seed",
+            "1",
+            "--model-config",
+            "{}",
+            "--training-config",
+            "{}",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--threads",
+            "1",
+            "--output",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "strategy 'unused' with k=5000 needs 5000 [unusedN] tokens, but the vocabulary has only 992" in result.stderr

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tokenprune.config import schema_defaults
 
 from conftest import REPO, fake_nvidia_smi, write_topics_collection
+from tokenprune.config import schema_defaults
 
 
 def dry_run(workdir: Path, config_overrides: dict | None = None) -> None:
@@ -35,10 +35,23 @@ def dry_run(workdir: Path, config_overrides: dict | None = None) -> None:
 
 def test_default_dag_has_every_stage(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(REPO / "config.yaml"), "--quiet", "rules"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            "--quiet",
+            "rules",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     jobs = dict(
         (line.split()[0], int(line.split()[1]))
@@ -51,22 +64,37 @@ def test_default_dag_has_every_stage(tmp_path: Path) -> None:
     # collection, which also writes their own unpruned index (so 11 index jobs per collection, not 13): 2 x 8
     # more systems searched. BM25 on each set; every run evaluated. IDF of the training collection.
     assert jobs == {
-        "prepare_data": 2, "compute_idf": 1, "mine_negatives": 1, "train": 11, "initial_model": 1,
-        "untrained_backbone": 1, "index": 22, "posthoc_index": 4, "retrieve": 26 + 32, "bm25": 2,
+        "prepare_data": 2,
+        "compute_idf": 1,
+        "mine_negatives": 1,
+        "train": 11,
+        "initial_model": 1,
+        "untrained_backbone": 1,
+        "index": 22,
+        "posthoc_index": 4,
+        "retrieve": 26 + 32,
+        "bm25": 2,
         "evaluate": 26 + 32 + 2,
         # Per evaluation set: one comparison and one trade-off plot per measure; diagnostics per collection;
         # one verdict table over both sets.
-        "summarize": 2, "plot_tradeoff": 2 * 4, "token_diagnostics": 2, "plot_training": 1, "claims": 1, "all": 1,
+        "summarize": 2,
+        "plot_tradeoff": 2 * 4,
+        "token_diagnostics": 2,
+        "plot_training": 1,
+        "claims": 1,
+        "all": 1,
         "total": 178,
-    }  # fmt: skip
+    }
 
 
 def dry_run_jobs(workdir: Path, *arguments: str) -> tuple[dict[str, int], dict[str, set[int]]]:
     """Dry-run the workflow on the command line; return jobs per rule and the gpu values each rule's jobs ask for."""
     result = subprocess.run(
         ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *arguments],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     jobs: dict[str, int] = {}
     gpus: dict[str, set[int]] = {}
@@ -92,12 +120,28 @@ def test_paper_preset_with_the_slurm_profile(tmp_path: Path) -> None:
     # jobs per base model; the 8 BEIR corpora in one job each. 3 measures per set, each its own trade-off figure.
     systems = 11 + 16
     assert jobs == {
-        "prepare_data": 9, "compute_idf": 1, "mine_negatives": 1, "train": 9, "initial_model": 1,
-        "untrained_backbone": 1, "index_shard": 9 * 16, "posthoc_index_shard": 2 * 16, "merge_index": systems,
-        "index": 9 * 8, "posthoc_index": 2 * 8, "ann_index": systems * 9, "retrieve": systems * 11 * 2, "bm25": 11,
-        "evaluate": systems * 11 * 2 + 11, "summarize": 11 * 2, "plot_tradeoff": 11 * 2 * 3, "token_diagnostics": 9,
-        "plot_training": 1, "claims": 1, "all": 1,
-    }  # fmt: skip
+        "prepare_data": 9,
+        "compute_idf": 1,
+        "mine_negatives": 1,
+        "train": 9,
+        "initial_model": 1,
+        "untrained_backbone": 1,
+        "index_shard": 9 * 16,
+        "posthoc_index_shard": 2 * 16,
+        "merge_index": systems,
+        "index": 9 * 8,
+        "posthoc_index": 2 * 8,
+        "ann_index": systems * 9,
+        "retrieve": systems * 11 * 2,
+        "bm25": 11,
+        "evaluate": systems * 11 * 2 + 11,
+        "summarize": 11 * 2,
+        "plot_tradeoff": 11 * 2 * 3,
+        "token_diagnostics": 9,
+        "plot_training": 1,
+        "claims": 1,
+        "all": 1,
+    }
     for rule in ("train", "index", "index_shard", "posthoc_index", "posthoc_index_shard", "retrieve"):
         assert gpus[rule] == {1}, rule
     for rule in ("prepare_data", "merge_index", "ann_index", "evaluate", "summarize", "bm25", "claims"):
@@ -114,10 +158,22 @@ def job_threads(
     """A local dry run of the default config (and ``configfiles`` on top): (gpu, --threads) of the
     torch and faiss rules' jobs, and every rule's most threads."""
     result = subprocess.run(
-        ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REPO / "config.yaml"), *map(str, configfiles)],
-        capture_output=True, text=True, cwd=REPO, env=environment,
-    )  # fmt: skip
+        [
+            "snakemake",
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(REPO / "config.yaml"),
+            *map(str, configfiles),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     sizes: dict[str, set[tuple[int, int]]] = {}
     threads: dict[str, int] = {}
@@ -164,8 +220,10 @@ def dry_run_resources(workdir: Path, *arguments: str) -> list[tuple[str, dict[st
     """(rule, wildcards, resources) of every job of a command-line dry run."""
     result = subprocess.run(
         ["snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *arguments],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     jobs: list[tuple[str, dict[str, str], dict[str, str]]] = []
     for line in result.stdout.splitlines():
@@ -182,7 +240,9 @@ def test_a_collection_sizes_its_own_jobs(tmp_path: Path) -> None:
     preset = yaml.safe_load((REPO / "configs" / "paper-msmarco.yaml").read_text())
     sized = preset["datasets"]["msmarco"]["resources"]
     defaults = {stage: schema_defaults(f"resources.{stage}") for stage in schema_defaults("resources")}
-    jobs = dry_run_resources(tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm")
+    jobs = dry_run_resources(
+        tmp_path, "--configfile", "configs/paper-msmarco.yaml", "--workflow-profile", "profiles/slurm"
+    )
     checked = set()
     for rule, wildcards, resources in jobs:
         stage = rule.removesuffix("_shard")
@@ -191,8 +251,9 @@ def test_a_collection_sizes_its_own_jobs(tmp_path: Path) -> None:
         collection = wildcards.get("corpus") or wildcards.get("dataset")
         expected = {**defaults[stage], **sized.get(stage, {})} if collection == "msmarco" else defaults[stage]
         assert (int(resources["mem_mb"]), int(resources["runtime"])) == (expected["mem_mb"], expected["runtime"]), (
-            rule, wildcards,
-        )  # fmt: skip
+            rule,
+            wildcards,
+        )
         checked.add((stage, collection == "msmarco"))
     # Every stage the preset sizes was seen for MS MARCO, and the searches and indexes of the BEIR sets too.
     assert {(stage, True) for stage in sized} <= checked
@@ -276,7 +337,15 @@ def embedded_files(report: str) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     config = tiny_study(tmp_path)
-    workflow = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(config)]
+    workflow = [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(config),
+    ]
     run = subprocess.run([*workflow, "--cores", "2", "--quiet", "all"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)
@@ -285,17 +354,34 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     summary = tmp_path / "results" / "summary" / "tiny" / "test.exact"
     table = pd.read_csv(summary / "comparison.csv")
     assert list(table["method"]) == [
-        "BM25", "untrained backbone", "ColBERT, step 0", "ColBERT (no pruning)", "first", "attention",
-        "first (post-hoc)", "attention (post-hoc)", "idf (post-hoc)", "pool (post-hoc)",
-        "first (post-hoc, untrained)", "attention (post-hoc, untrained)", "idf (post-hoc, untrained)",
+        "BM25",
+        "untrained backbone",
+        "ColBERT, step 0",
+        "ColBERT (no pruning)",
+        "first",
+        "attention",
+        "first (post-hoc)",
+        "attention (post-hoc)",
+        "idf (post-hoc)",
+        "pool (post-hoc)",
+        "first (post-hoc, untrained)",
+        "attention (post-hoc, untrained)",
+        "idf (post-hoc, untrained)",
         "pool (post-hoc, untrained)",
-    ]  # fmt: skip
+    ]
     contrast = pd.read_csv(summary / "inloop_vs_posthoc.csv")
     assert sorted(contrast["strategy"]) == ["attention", "attention", "first", "first"]  # 2 strategies x 2 measures
     assert table.loc[table["method"] == "first", "k"].item() == 4
     files = embedded_files((tmp_path / "reports" / "report.html").read_text(encoding="utf-8"))
-    assert {"comparison.html", "comparison.csv", "index_size_vs_nDCG_10.png", "index_size_vs_RR_10.png",
-            "training_loss.png", "kept_positions.png", "kept_tokens.png"} <= set(files)  # fmt: skip
+    assert {
+        "comparison.html",
+        "comparison.csv",
+        "index_size_vs_nDCG_10.png",
+        "index_size_vs_RR_10.png",
+        "training_loss.png",
+        "kept_positions.png",
+        "kept_tokens.png",
+    } <= set(files)
     comparison = files["comparison.html"].decode("utf-8")
     assert "<caption>tiny test, exact retrieval</caption>" in comparison
     for method in table["method"]:

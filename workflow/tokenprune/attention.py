@@ -100,10 +100,16 @@ def sdpa_with_parallel_dropout(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if dropout == 0.0 or query.device.type != "cpu":
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     scores = torch.matmul(query, key.transpose(-1, -2)) * (scaling if scaling is not None else query.shape[-1] ** -0.5)
     if attention_mask is not None:
-        scores = scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool else scores + attention_mask
+        scores = (
+            scores.masked_fill(~attention_mask, float("-inf"))
+            if attention_mask.dtype == torch.bool
+            else scores + attention_mask
+        )
     probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     output = torch.matmul(parallel_dropout(probabilities, dropout, True), value)
     return output.transpose(1, 2).contiguous(), None
@@ -142,12 +148,16 @@ def last_self_attention(backbone: nn.Module) -> nn.Module:
         attention = backbone.encoder.layer[-1].attention.self
         attention.query, attention.key, attention.attention_head_size  # noqa: B018 - presence check
     except (AttributeError, IndexError, TypeError):
-        raise TypeError(f"{type(backbone).__name__} is not a BERT-style encoder (no encoder.layer[-1].attention.self)") from None
+        raise TypeError(
+            f"{type(backbone).__name__} is not a BERT-style encoder (no encoder.layer[-1].attention.self)"
+        ) from None
     return attention
 
 
 @torch.no_grad()
-def last_layer_attention(backbone: nn.Module, last_layer_input: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def last_layer_attention(
+    backbone: nn.Module, last_layer_input: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
     """The last layer's attention probabilities ``[batch, heads, length, length]``, in fp32, without dropout.
 
     Parameters

@@ -27,7 +27,14 @@ import numpy as np
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.faiss_support import import_faiss
-from tokenprune.index import CODEC_FILE, CODES_FILE, COMPRESSED_COMPONENTS, DIAGNOSTIC_COMPONENTS, STATS_FILE, PrunedIndex
+from tokenprune.index import (
+    CODEC_FILE,
+    CODES_FILE,
+    COMPRESSED_COMPONENTS,
+    DIAGNOSTIC_COMPONENTS,
+    STATS_FILE,
+    PrunedIndex,
+)
 from tokenprune.io import atomic_directory, write_json
 
 log = logging.getLogger(__name__)
@@ -70,6 +77,17 @@ def train_codec(sample: np.ndarray, *, bits: int, centroids: int, seed: int = 0)
     return codec
 
 
+def _copy_uncompressed_components(index: PrunedIndex, staging: Path) -> None:
+    """Offsets and document ids as they are; a sharded index's diagnostic files joined into one."""
+    for name in ("offsets.npy", "doc_ids.txt"):
+        shutil.copyfile(index.folder / name, staging / name)
+    for name in DIAGNOSTIC_COMPONENTS:
+        with open(staging / name, "wb") as joined:
+            for part in index.component_files(name):
+                with open(part, "rb") as piece:
+                    shutil.copyfileobj(piece, joined)
+
+
 def compress_index(
     source: str | Path, output: str | Path, *, bits: int, centroids: int, sample_vectors: int, seed: int = 0
 ) -> dict[str, Any]:
@@ -98,21 +116,19 @@ def compress_index(
     total, dim = index.stats["vectors"], index.stats["dim"]
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, size=min(sample_vectors, total), replace=False))
-    codec = train_codec(index.gather_vectors(sample).astype(np.float32), bits=bits, centroids=min(centroids, total), seed=seed)
+    codec = train_codec(
+        index.gather_vectors(sample).astype(np.float32), bits=bits, centroids=min(centroids, total), seed=seed
+    )
     with atomic_directory(output) as staging:
         with open(staging / CODES_FILE, "wb") as codes:
             for start in range(0, total, ENCODE_ROWS):
                 stop = min(start + ENCODE_ROWS, total)
                 codes.write(codec.sa_encode(index.read_vectors(start, stop).astype(np.float32)).tobytes())
         faiss.write_index(codec, str(staging / CODEC_FILE))
-        for name in ("offsets.npy", "doc_ids.txt"):
-            shutil.copyfile(index.folder / name, staging / name)
-        for name in DIAGNOSTIC_COMPONENTS:
-            with open(staging / name, "wb") as joined:
-                for part in index.component_files(name):
-                    with open(part, "rb") as piece:
-                        shutil.copyfileobj(piece, joined)
-        component_bytes = {name: (staging / name).stat().st_size for name in COMPRESSED_COMPONENTS + DIAGNOSTIC_COMPONENTS}
+        _copy_uncompressed_components(index, staging)
+        component_bytes = {
+            name: (staging / name).stat().st_size for name in COMPRESSED_COMPONENTS + DIAGNOSTIC_COMPONENTS
+        }
         index_bytes = sum(component_bytes[name] for name in COMPRESSED_COMPONENTS)
         stats = {key: value for key, value in index.stats.items() if key not in ("shards", "document_range")}
         centroids = int(faiss.extract_index_ivf(codec).nlist)
@@ -136,6 +152,9 @@ def compress_index(
         write_json(staging / STATS_FILE, stats)
     log.info(
         "%d vectors compressed to %d bytes each (%.2f MiB, from %.2f MiB)",
-        total, stats["compression"]["code_bytes"], stats["index_mib"], index.stats["index_mib"],
-    )  # fmt: skip
+        total,
+        stats["compression"]["code_bytes"],
+        stats["index_mib"],
+        index.stats["index_mib"],
+    )
     return stats

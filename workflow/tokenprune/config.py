@@ -116,7 +116,9 @@ def check_references(config: dict[str, Any]) -> None:
         try:
             ir_measures.parse_measure(name)
         except (ValueError, NameError, SyntaxError, TypeError, AttributeError, KeyError):
-            raise TokenpruneError(f"metrics: {name!r} is not an ir_measures measure (e.g. nDCG@10, RR@10, R@100)") from None
+            raise TokenpruneError(
+                f"metrics: {name!r} is not an ir_measures measure (e.g. nDCG@10, RR@10, R@100)"
+            ) from None
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -46,11 +46,17 @@ def _type_of(entry: dict[str, Any]) -> str:
         kind = " or ".join(kind)
     if kind == "array" and isinstance(entry.get("items"), dict):
         items = entry["items"]
-        inner = "one of " + ", ".join(_format_value(o) for o in items["enum"]) if "enum" in items else items.get("type", "")
+        inner = (
+            "one of " + ", ".join(_format_value(o) for o in items["enum"]) if "enum" in items else items.get("type", "")
+        )
         return f"list of {inner}".rstrip()
     if kind is None and ("oneOf" in entry or "anyOf" in entry):
         return " or ".join(_type_of(option) for option in entry.get("oneOf", entry.get("anyOf", [])))
-    bounds = [f"{name} {entry[key]}" for key, name in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤")) if key in entry]
+    bounds = [
+        f"{name} {entry[key]}"
+        for key, name in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"))
+        if key in entry
+    ]
     return " ".join([str(kind or "any"), *bounds])
 
 

@@ -23,7 +23,9 @@ def parse_measures(names: list[str]) -> list[Any]:
     return measures
 
 
-def evaluate_run(run: str | Path, qrels: str | Path, measures: list[Any], output: str | Path, per_query: str | Path) -> dict[str, float]:
+def evaluate_run(
+    run: str | Path, qrels: str | Path, measures: list[Any], output: str | Path, per_query: str | Path
+) -> dict[str, float]:
     """Evaluate a TREC run against TREC qrels; write the aggregate JSON and a per-query TSV.
 
     Returns
@@ -40,7 +42,9 @@ def evaluate_run(run: str | Path, qrels: str | Path, measures: list[Any], output
     with atomic_file(per_query) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(["query_id", "measure", "value"])
-        for metric in sorted(ir_measures.iter_calc(measures, judgments, ranking), key=lambda m: (m.query_id, str(m.measure))):
+        for metric in sorted(
+            ir_measures.iter_calc(measures, judgments, ranking), key=lambda m: (m.query_id, str(m.measure))
+        ):
             writer.writerow([metric.query_id, str(metric.measure), f"{metric.value:.6f}"])
     evaluated_queries = len({judgment.query_id for judgment in judgments} & {row.query_id for row in ranking})
     write_json(output, {"measures": values, "queries": evaluated_queries, "run": str(run)})

@@ -61,7 +61,9 @@ def choose_faiss_placement(device: torch.device, faiss: ModuleType | None = None
     if device.type != "cuda":
         return FaissPlacement("faiss-cpu", None, f"the job runs on {device.type}")
     if not hasattr(faiss, "StandardGpuResources"):
-        return FaissPlacement("faiss-cpu", None, "the installed faiss has no GPU support (pip install 'tokenprune[gpu]')")
+        return FaissPlacement(
+            "faiss-cpu", None, "the installed faiss has no GPU support (pip install 'tokenprune[gpu]')"
+        )
     if faiss.get_num_gpus() == 0:
         return FaissPlacement("faiss-cpu", None, "faiss sees no GPU")
     gpu = device.index if device.index is not None else torch.cuda.current_device()

@@ -59,5 +59,3 @@ def load_idf(path: str | Path) -> torch.Tensor:
     if not torch.isfinite(idf).all():
         raise TokenpruneError(f"IDF table {str(path)!r} holds non-finite values")
     return idf
-
-

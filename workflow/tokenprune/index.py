@@ -199,9 +199,14 @@ def build_index(
         as fp16 whatever it is.
     """
     return build_indexes(
-        model, dataset, {output: model.selector}, batch_size=batch_size, chunk_documents=chunk_documents,
-        document_range=document_range, precision=precision,
-    )[0]  # fmt: skip
+        model,
+        dataset,
+        {output: model.selector},
+        batch_size=batch_size,
+        chunk_documents=chunk_documents,
+        document_range=document_range,
+        precision=precision,
+    )[0]
 
 
 def build_posthoc_indexes(
@@ -317,13 +322,17 @@ def write_vectors_index(
                 if doc_vectors.ndim != 2 or doc_vectors.shape[1] != dim:
                     raise TokenpruneError(f"document vectors must be [n, {dim}], got shape {list(doc_vectors.shape)}")
                 count = len(doc_vectors)
-                rows.append((doc_vectors.astype(np.float16), np.zeros(count, np.int32), np.arange(count, dtype=np.int16)))
+                rows.append(
+                    (doc_vectors.astype(np.float16), np.zeros(count, np.int32), np.arange(count, dtype=np.int16))
+                )
             writer.write_chunk(doc_ids, rows)
         writer.close()
         np.save(staging / "offsets.npy", boundaries(writer.per_document))
         component_bytes = {name: (staging / name).stat().st_size for name in INDEX_COMPONENTS + DIAGNOSTIC_COMPONENTS}
         total = int(np.sum(writer.per_document, dtype=np.int64))
-        stats = _index_stats({"strategy": strategy, "k": k, "dim": dim}, writer.per_document, unpruned_tokens or total, component_bytes)
+        stats = _index_stats(
+            {"strategy": strategy, "k": k, "dim": dim}, writer.per_document, unpruned_tokens or total, component_bytes
+        )
         stats["selection"] = "given vectors"
         write_json(staging / STATS_FILE, stats)
     return stats
@@ -479,7 +488,9 @@ def _check_mergeable(shards: Sequence[PrunedIndex]) -> None:
     for shard in shards:
         stats = shard.stats
         if shard.is_sharded:
-            raise TokenpruneError(f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves")
+            raise TokenpruneError(
+                f"{str(shard.folder)!r} is already a merged index; merge the shard folders themselves"
+            )
         for key in ("strategy", "k", "dim", "encoding_precision"):
             if stats.get(key) != first.get(key):
                 raise TokenpruneError(
@@ -548,10 +559,14 @@ class PrunedIndex:
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         if not (self.folder / STATS_FILE).is_file():
-            raise TokenpruneError(f"{str(self.folder)!r} is not an index (no {STATS_FILE}); run 'tokenprune index' first")
+            raise TokenpruneError(
+                f"{str(self.folder)!r} is not an index (no {STATS_FILE}); run 'tokenprune index' first"
+            )
         expected_rows = [shard["vectors"] for shard in self.manifest["shards"]]
         if sum(expected_rows) != self.stats["vectors"]:
-            raise TokenpruneError(f"index {str(self.folder)!r} is corrupted: {MANIFEST_FILE} does not match {STATS_FILE}")
+            raise TokenpruneError(
+                f"index {str(self.folder)!r} is corrupted: {MANIFEST_FILE} does not match {STATS_FILE}"
+            )
         for folder, rows in zip(self.vector_folders, expected_rows, strict=True):
             path = folder / self.row_file
             actual = path.stat().st_size if path.exists() else -1
@@ -611,7 +626,10 @@ class PrunedIndex:
     def manifest(self) -> dict[str, Any]:
         """The shard list of a sharded index (one implicit shard otherwise)."""
         if not self.is_sharded:
-            return {"format": MANIFEST_FORMAT, "shards": [{"folder": ".", "documents": len(self), "vectors": self.stats["vectors"]}]}
+            return {
+                "format": MANIFEST_FORMAT,
+                "shards": [{"folder": ".", "documents": len(self), "vectors": self.stats["vectors"]}],
+            }
         manifest = self._read_json(MANIFEST_FILE)
         if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("shards"), list):
             raise TokenpruneError(f"index {str(self.folder)!r}: {MANIFEST_FILE} is not a {MANIFEST_FORMAT} manifest")
@@ -675,7 +693,9 @@ class PrunedIndex:
         for path, low, high in shards:
             first, last = max(start, int(low)), min(stop, int(high))
             if first < last:
-                rows = np.fromfile(path, dtype=np.uint8, count=(last - first) * width, offset=(first - int(low)) * width)
+                rows = np.fromfile(
+                    path, dtype=np.uint8, count=(last - first) * width, offset=(first - int(low)) * width
+                )
                 pieces.append(rows.reshape(last - first, width))
         if not pieces:
             return np.zeros((0, self.stats["dim"]), dtype=np.float16)
@@ -696,7 +716,9 @@ class PrunedIndex:
         if not len(rows):
             return self._decoded(gathered)
         if rows.min() < 0 or rows.max() >= int(self.vector_starts[-1]):
-            raise TokenpruneError(f"vector rows must lie in [0, {int(self.vector_starts[-1])}), got {rows.min()}..{rows.max()}")
+            raise TokenpruneError(
+                f"vector rows must lie in [0, {int(self.vector_starts[-1])}), got {rows.min()}..{rows.max()}"
+            )
         shard_of_row = np.searchsorted(self.vector_starts, rows, side="right") - 1
         breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(shard_of_row) != 0)) + 1
         run_starts = np.concatenate([[0], breaks])
@@ -715,7 +737,9 @@ class PrunedIndex:
                 while done < len(target):
                     got = os.preadv(descriptors[shard], [target[done:]], offset + done)
                     if not got:
-                        raise TokenpruneError(f"{str(files[shard])!r} ends before vector row {int(rows[first])}: the index is truncated")
+                        raise TokenpruneError(
+                            f"{str(files[shard])!r} ends before vector row {int(rows[first])}: the index is truncated"
+                        )
                     done += got
         finally:
             for descriptor in descriptors.values():

@@ -147,7 +147,9 @@ class System:
         if posthoc and strategy not in POSTHOC_STRATEGIES:
             raise ValueError(f"{system_id!r}: only {list(POSTHOC_STRATEGIES)} are applied post hoc")
         bits = None if match["bits"] is None else int(match["bits"])
-        return cls(system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0, bits=bits)
+        return cls(
+            system_id, match["dataset"], strategy, k, int(match["seed"]), posthoc=posthoc, step0=step0, bits=bits
+        )
 
     @property
     def storage(self) -> str:

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenprune.attention import ParallelDropout, last_layer_attention, last_self_attention, register_attention, swap_dropout
+from tokenprune.attention import (
+    ParallelDropout,
+    last_layer_attention,
+    last_self_attention,
+    register_attention,
+    swap_dropout,
+)
 from tokenprune.backbone import load_tokenizer, resolve_backbone
 from tokenprune.config import schema_defaulted
 from tokenprune.errors import TokenpruneError
@@ -90,9 +96,13 @@ class ColBERTConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise TokenpruneError(f"{name} must be a positive integer, got {value!r}")
         if self.query_max_length < 4 or self.passage_max_length < 4:
-            raise TokenpruneError("query_max_length and passage_max_length must leave room for the special tokens (>= 4)")
+            raise TokenpruneError(
+                "query_max_length and passage_max_length must leave room for the special tokens (>= 4)"
+            )
         if self.candidate_tokens not in CANDIDATE_RULES:
-            raise TokenpruneError(f"candidate_tokens must be one of {list(CANDIDATE_RULES)}, got {self.candidate_tokens!r}")
+            raise TokenpruneError(
+                f"candidate_tokens must be one of {list(CANDIDATE_RULES)}, got {self.candidate_tokens!r}"
+            )
         if self.projection_init not in ("pca", "random"):
             raise TokenpruneError(f"projection_init must be 'pca' or 'random', got {self.projection_init!r}")
 
@@ -151,7 +161,9 @@ class ColBERT(nn.Module):
     Build a fresh one with :meth:`from_backbone`, reload a trained one with :meth:`load`.
     """
 
-    def __init__(self, config: ColBERTConfig, backbone: nn.Module, tokenizer: Any, idf: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, config: ColBERTConfig, backbone: nn.Module, tokenizer: Any, idf: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
@@ -168,7 +180,11 @@ class ColBERT(nn.Module):
         self.query_marker_id = vocabulary[QUERY_MARKER]
         self.document_marker_id = vocabulary[DOCUMENT_MARKER]
         unused = sorted(
-            ((int(match.group(1)), index) for token, index in vocabulary.items() if (match := re.fullmatch(r"\[unused(\d+)\]", token))),
+            (
+                (int(match.group(1)), index)
+                for token, index in vocabulary.items()
+                if (match := re.fullmatch(r"\[unused(\d+)\]", token))
+            ),
         )
         self.unused_ids = [index for _, index in unused if index not in (self.query_marker_id, self.document_marker_id)]
         self.selector = make_selector(config.strategy, config.k, idf=idf, unused_ids=self.unused_ids)
@@ -197,7 +213,6 @@ class ColBERT(nn.Module):
     def from_backbone(cls, config: ColBERTConfig, idf: torch.Tensor | None = None) -> ColBERT:
         """A new model on top of a pre-trained backbone, with a randomly initialised projection."""
         from transformers import AutoModel
-
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
@@ -230,8 +245,10 @@ class ColBERT(nn.Module):
                 f"PyLate model {folder!r} projects {pylate.projection.shape[1]} to {pylate.projection.shape[0]} "
                 f"dimensions; set model.dim to {pylate.projection.shape[0]} (it is {self.config.dim})"
             )
-        for name, ours, theirs in (("query_max_length", self.config.query_max_length, pylate.query_length),
-                                   ("passage_max_length", self.config.passage_max_length, pylate.document_length)):  # fmt: skip
+        for name, ours, theirs in (
+            ("query_max_length", self.config.query_max_length, pylate.query_length),
+            ("passage_max_length", self.config.passage_max_length, pylate.document_length),
+        ):
             if theirs is not None and theirs != ours:
                 log.warning("PyLate model %s was made with %s %d; using the config's %d", folder, name, theirs, ours)
         with torch.no_grad():
@@ -278,7 +295,9 @@ class ColBERT(nn.Module):
                 # Version 1 models kept special tokens among the candidates.
                 payload["candidate_tokens"] = "no_punctuation" if payload.pop("mask_punctuation") else "all"
             config = ColBERTConfig.from_dict(payload)
-            backbone = AutoModel.from_config(AutoConfig.from_pretrained(directory), attn_implementation=register_attention())
+            backbone = AutoModel.from_config(
+                AutoConfig.from_pretrained(directory), attn_implementation=register_attention()
+            )
             tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
             idf = load_file(str(directory / IDF_FILE))["idf"] if (directory / IDF_FILE).is_file() else None
             state = load_file(str(directory / WEIGHTS_FILE))
@@ -307,7 +326,10 @@ class ColBERT(nn.Module):
         """``[CLS] [Q] … [SEP]`` ids and attention mask; ``[MASK]``-padded when expanding."""
         length = max_length or self.config.query_max_length
         tokenizer = self.tokenizer
-        rows = [[tokenizer.cls_token_id, self.query_marker_id, *ids, tokenizer.sep_token_id] for ids in self._word_pieces(texts, length - 3)]
+        rows = [
+            [tokenizer.cls_token_id, self.query_marker_id, *ids, tokenizer.sep_token_id]
+            for ids in self._word_pieces(texts, length - 3)
+        ]
         if self.config.query_expansion:
             # ColBERT's query augmentation: [MASK] up to the full length, attended and scored like real tokens.
             rows = [row + [tokenizer.mask_token_id] * (length - len(row)) for row in rows]
@@ -350,14 +372,20 @@ class ColBERT(nn.Module):
 
     def encode_passage_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PassageVectors:
         """Encode already tokenised passages and apply the selection layer."""
-        vectors, batch = self.encode_passage_tokens(input_ids, attention_mask, with_attention=self.selector.needs_attention)
+        vectors, batch = self.encode_passage_tokens(
+            input_ids, attention_mask, with_attention=self.selector.needs_attention
+        )
         return self.reduce(vectors, batch)
 
-    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, selector: TokenSelector | None = None) -> PassageVectors:
+    def reduce(
+        self, vectors: torch.Tensor, batch: PassageBatch, selector: TokenSelector | None = None
+    ) -> PassageVectors:
         """The vectors ``selector`` (default: the model's own) stores of these passages, under the model's candidate rule."""
         return (selector or self.selector).reduce(vectors, batch, self.config.candidate_tokens)
 
-    def passage_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: torch.Tensor | None = None) -> PassageBatch:
+    def passage_batch(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: torch.Tensor | None = None
+    ) -> PassageBatch:
         """What a selector may look at for these passages (special and punctuation positions marked)."""
         return PassageBatch(
             input_ids=input_ids,
@@ -377,7 +405,9 @@ class ColBERT(nn.Module):
         as the post-hoc indexes do.
         """
         output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=with_attention)
-        attentions = last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if with_attention else None
+        attentions = (
+            last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if with_attention else None
+        )
         return self._project(output.last_hidden_state), self.passage_batch(input_ids, attention_mask, attentions)
 
     def score(self, queries: list[str], passages: list[str]) -> torch.Tensor:

@@ -45,7 +45,9 @@ def bm25_index(doc_texts: list[str]):  # noqa: ANN201 - bm25s.BM25
 
     stemmer = Stemmer.Stemmer("english")
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(doc_texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
+    retriever.index(
+        bm25s.tokenize(doc_texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False
+    )
     return retriever, stemmer
 
 
@@ -149,7 +151,9 @@ def audit_negatives(
 
     doc_ids, doc_texts = dataset.corpus()
     if index.doc_ids != doc_ids:
-        raise TokenpruneError(f"index {str(index.folder)!r} does not hold the corpus of {str(dataset.folder)!r} in order")
+        raise TokenpruneError(
+            f"index {str(index.folder)!r} does not hold the corpus of {str(dataset.folder)!r} in order"
+        )
     queries, qrels = dataset.queries(split), dataset.qrels(split)
     retriever, stemmer = bm25_index(doc_texts)
     del doc_texts
@@ -170,14 +174,20 @@ def audit_negatives(
             unjudged = [int(i) for i in ranking if doc_ids[i] not in judged][:depth]
             real = query_vectors[row][query_mask[row]].float().numpy()
             scores = [
-                float((real @ np.asarray(index.vectors[index.offsets[d] : index.offsets[d + 1]], dtype=np.float32).T).max(axis=1).sum())
+                float(
+                    (real @ np.asarray(index.vectors[index.offsets[d] : index.offsets[d + 1]], dtype=np.float32).T)
+                    .max(axis=1)
+                    .sum()
+                )
                 if index.offsets[d + 1] > index.offsets[d]
                 else float("-inf")
                 for d in positives + unjudged
             ]
             best_positive = max(scores[: len(positives)])
             for rank, score in enumerate(scores[len(positives) :], start=1):
-                rows.append((query_id, rank, score >= best_positive, score / best_positive if best_positive > 0 else np.nan))
+                rows.append(
+                    (query_id, rank, score >= best_positive, score / best_positive if best_positive > 0 else np.nan)
+                )
     frame = pd.DataFrame(rows, columns=["query_id", "rank", "suspect", "score_ratio"])
     return (
         frame.groupby("rank")

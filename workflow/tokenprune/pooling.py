@@ -165,7 +165,9 @@ def _ward_clusters_tensor(features: torch.Tensor, members: torch.Tensor, cluster
         n_kept, n_absorbed = size.gather(1, kept[:, None]), size.gather(1, absorbed[:, None])
         # Distances to non-members, to the absorbed cluster and to itself were infinite and stay so:
         # both weights are at least 1 and ``between`` is finite, so no 0 * inf arises.
-        updated = ((n_kept + size) * to_kept + (n_absorbed + size) * to_absorbed - size * between) / (n_kept + n_absorbed + size)
+        updated = ((n_kept + size) * to_kept + (n_absorbed + size) * to_absorbed - size * between) / (
+            n_kept + n_absorbed + size
+        )
         updated = torch.where(active, updated, to_kept)
         _set_row(distance, kept, updated)
         _set_row(distance, absorbed, torch.where(active, infinity, to_absorbed))

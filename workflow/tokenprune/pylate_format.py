@@ -90,7 +90,12 @@ def read_pylate_folder(location: str | Path) -> PylateColBERT:
     except (OSError, json.JSONDecodeError) as error:
         raise TokenpruneError(f"PyLate folder {str(folder)!r} is unreadable: {error}") from None
     kinds = [module.get("type") for module in modules]
-    if len(modules) != 2 or kinds[0] != TRANSFORMER_TYPE or modules[0].get("path") not in ("", ".") or kinds[1] not in DENSE_TYPES:
+    if (
+        len(modules) != 2
+        or kinds[0] != TRANSFORMER_TYPE
+        or modules[0].get("path") not in ("", ".")
+        or kinds[1] not in DENSE_TYPES
+    ):
         raise TokenpruneError(
             f"PyLate folder {str(folder)!r} has modules {kinds}; tokenprune reads a transformer at the folder's root "
             "followed by one Dense projection"
@@ -147,8 +152,12 @@ def write_pylate_folder(model: nn.Module, output: str | Path) -> dict[str, Any]:
         {"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_TYPE},
         {"idx": 1, "name": "1", "path": DENSE_FOLDER, "type": DENSE_TYPES[0]},
     ]
-    dense = {"in_features": model.projection.in_features, "out_features": model.projection.out_features, "bias": False,
-             "activation_function": IDENTITY}  # fmt: skip
+    dense = {
+        "in_features": model.projection.in_features,
+        "out_features": model.projection.out_features,
+        "bias": False,
+        "activation_function": IDENTITY,
+    }
     with atomic_directory(output) as staging:
         model.backbone.save_pretrained(staging)
         _drop_attention_implementation(staging / "config.json")
@@ -161,7 +170,9 @@ def write_pylate_folder(model: nn.Module, output: str | Path) -> dict[str, Any]:
         (staging / DENSE_FOLDER).mkdir()
         (staging / DENSE_FOLDER / "config.json").write_text(json.dumps(dense) + "\n", encoding="utf-8")
         weight = model.projection.weight.detach().contiguous().cpu().float()
-        save_file({"linear.weight": weight}, str(staging / DENSE_FOLDER / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            {"linear.weight": weight}, str(staging / DENSE_FOLDER / "model.safetensors"), metadata={"format": "pt"}
+        )
     return settings
 
 

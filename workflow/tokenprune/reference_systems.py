@@ -50,7 +50,6 @@ def untrained_model(
     from transformers import AutoConfig
 
     from tokenprune.backbone import resolve_backbone
-
     from tokenprune.pylate_format import is_pylate_folder, read_pylate_folder
 
     location = resolve_backbone(backbone)

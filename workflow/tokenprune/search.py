@@ -209,10 +209,14 @@ def exact_search(
             pending_first = first
         pending.append(torch.cat([_maxsim_chunk(batch, vectors, lengths) for batch in batches]))
         if last - pending_first >= block_documents:
-            best_scores, best_indices = _merge_top(best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth)
+            best_scores, best_indices = _merge_top(
+                best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth
+            )
             pending = []
     if pending:
-        best_scores, best_indices = _merge_top(best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth)
+        best_scores, best_indices = _merge_top(
+            best_scores, best_indices, torch.cat(pending, dim=1), pending_first, depth
+        )
     return Ranking(best_scores.cpu().numpy(), best_indices.cpu().numpy())
 
 
@@ -288,7 +292,9 @@ def load_ann_index(path: str | Path):  # noqa: ANN201
     try:
         return faiss.read_index(str(path))
     except RuntimeError as error:
-        raise TokenpruneError(f"ANN index {str(path)!r} is missing or corrupted: {str(error).splitlines()[0]}") from None
+        raise TokenpruneError(
+            f"ANN index {str(path)!r} is missing or corrupted: {str(error).splitlines()[0]}"
+        ) from None
 
 
 @torch.inference_mode()
@@ -329,7 +335,9 @@ def ann_search(
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         vectors = torch.from_numpy(index.gather_vectors(rows).astype(np.float32)).to(queries.device)
         lengths = torch.from_numpy(stops - starts).to(queries.device)
-        candidate_scores = _maxsim_chunk(PackedQueries.pack(queries[q : q + 1].float(), query_mask[q : q + 1]), vectors, lengths)[0]
+        candidate_scores = _maxsim_chunk(
+            PackedQueries.pack(queries[q : q + 1].float(), query_mask[q : q + 1]), vectors, lengths
+        )[0]
         top = candidate_scores.topk(min(depth, candidates.size))
         scores[q, : top.values.numel()] = top.values.cpu().numpy()
         indices[q, : top.values.numel()] = candidates[top.indices.cpu().numpy()]

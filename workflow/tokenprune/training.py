@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,12 +31,15 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from tokenprune.data import PreparedDataset
 from tokenprune.config import schema_defaulted
+from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, atomic_file
 from tokenprune.model import ColBERT, maxsim
 from tokenprune.precision import PRECISIONS, autocast, resolve_precision
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +139,9 @@ class TripleSampler:
         for kind, where in (("queries", f"split {split!r}"), ("passages", "the corpus")):
             absent = rows.absent[kind]
             if absent:
-                raise TokenpruneError(f"triples name {len(absent)} {kind} absent from {where}, e.g. {sorted(absent)[:3]}")
+                raise TokenpruneError(
+                    f"triples name {len(absent)} {kind} absent from {where}, e.g. {sorted(absent)[:3]}"
+                )
         self.query_rows, self.positive_rows = rows.queries, rows.positives
         self.negative_rows, self.negative_offsets = rows.negatives, rows.negative_offsets
         self._passages = dataset.passage_store()
@@ -359,8 +364,6 @@ def train(
     dict
         Summary: steps, resumed_from, seconds, final loss window, device.
     """
-    from tqdm.auto import tqdm
-
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = checkpoint_dir / CHECKPOINT_FILE
@@ -382,10 +385,7 @@ def train(
         # Saturated softmax gradients underflow to denormals, which are very slow on x86 CPUs.
         torch.set_flush_denormal(True)
     model.train()
-    bar = tqdm(
-        range(start, settings.steps), initial=start, total=settings.steps, desc=f"train {model.config.strategy}",
-        disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr,
-    )  # fmt: skip
+    bar = _progress_bar(model.config.strategy, start, settings.steps, enabled=progress)
     last = start
     for step in bar:
         loss_log.add(_training_step(model, sampler, settings, step, optimizer, scheduler, precision))
@@ -412,13 +412,32 @@ def train(
     return summary
 
 
-def _optimiser(model: ColBERT, settings: TrainingSettings) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+def _progress_bar(strategy: str, start: int, steps: int, *, enabled: bool) -> tqdm[int]:
+    """Loss and throughput on stderr: every second on a terminal, every 30 s into a job's log."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc=f"train {strategy}",
+        disable=not enabled,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        file=sys.stderr,
+    )
+
+
+def _optimiser(
+    model: ColBERT, settings: TrainingSettings
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW with linear warm-up and decay."""
     # The fused kernel updates all parameters in one pass (on the CPU too: a fifth of the foreach time).
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay,
+        model.parameters(),
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
         fused=model.device.type in ("cpu", "cuda"),
-    )  # fmt: skip
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, settings.warmup_steps, settings.steps)
     )
@@ -426,9 +445,12 @@ def _optimiser(model: ColBERT, settings: TrainingSettings) -> tuple[torch.optim.
 
 
 def _resume(
-    checkpoint_path: Path, model: ColBERT, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    checkpoint_path: Path,
+    model: ColBERT,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     fingerprint: dict[str, Any],
-) -> int:  # fmt: skip
+) -> int:
     """Restore model, optimiser and schedule from a checkpoint of the same run; return its step."""
     state = _load_checkpoint(checkpoint_path, model, fingerprint)
     model.load_state_dict(state["model"])
@@ -440,9 +462,14 @@ def _resume(
 
 
 def _training_step(
-    model: ColBERT, sampler: TripleSampler, settings: TrainingSettings, step: int, optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler, precision: str,
-) -> float:  # fmt: skip
+    model: ColBERT,
+    sampler: TripleSampler,
+    settings: TrainingSettings,
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: str,
+) -> float:
     """One optimisation step on the batch of ``step``; returns its loss."""
     # Dropout noise as a function of (seed, step) makes a resumed run identical to an uninterrupted one.
     torch.manual_seed(settings.seed * 1_000_003 + step)
@@ -490,15 +517,22 @@ class _LossLog:
 
 
 def _save_checkpoint(
-    path: Path, step: int, model: ColBERT, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    path: Path,
+    step: int,
+    model: ColBERT,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     fingerprint: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     # Saved through a file object: torch.save names the archive after a path, and the
     # temporary path is random, so a reran checkpoint would differ byte for byte.
     state = {
-        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "fingerprint": fingerprint,
-    }  # fmt: skip
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "fingerprint": fingerprint,
+    }
     with atomic_file(path) as tmp, open(tmp, "wb") as handle:
         torch.save(state, handle)
 
@@ -507,7 +541,9 @@ def save_trained(model: ColBERT, summary: dict[str, Any], settings: TrainingSett
     """Save the model with its loss log and a training summary (``training.json``)."""
     rows = summary.pop("loss_log")
     record = {"settings": asdict(settings), **summary}
-    model.save(output, extra_files={LOSS_LOG_FILE: loss_log_text(rows), "training.json": json.dumps(record, indent=2) + "\n"})
+    model.save(
+        output, extra_files={LOSS_LOG_FILE: loss_log_text(rows), "training.json": json.dumps(record, indent=2) + "\n"}
+    )
 
 
 def import_trained(source: str | Path, output: str | Path, *, strategy: str, k: int | None) -> ColBERT:

@@ -17,7 +17,9 @@ from tokenprune.cli.registry import Command
 from tokenprune.errors import TokenpruneError
 
 #: Every sub-command by name: the pipeline stages first, then the report, as ``--help`` lists them.
-COMMANDS: dict[str, Command] = {command.name: command for command in (*pipeline_commands.COMMANDS, *report_commands.COMMANDS)}
+COMMANDS: dict[str, Command] = {
+    command.name: command for command in (*pipeline_commands.COMMANDS, *report_commands.COMMANDS)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,4 +45,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tokenprune {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
-

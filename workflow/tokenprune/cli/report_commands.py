@@ -7,24 +7,28 @@ from pathlib import Path
 
 from tokenprune.cli.registry import Command
 
-
 _SYSTEM_IDS = "System ids: 'dataset/strategy/k<k|all>/seed<n>' for models, 'untrained/none/kall/seed0', 'bm25'."
 
 
 def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--system", required=True, nargs=4, action="append", metavar=("ID", "METRICS", "PER_QUERY", "INDEX"),
+        "--system",
+        required=True,
+        nargs=4,
+        action="append",
+        metavar=("ID", "METRICS", "PER_QUERY", "INDEX"),
         help=f"A system's evaluation files (INDEX: its index folder, '-' for BM25); repeat for each. {_SYSTEM_IDS}",
-    )  # fmt: skip
+    )
     parser.add_argument("--corpus", required=True, help="Evaluated collection (dataset name).")
     parser.add_argument("--split", required=True, help="Evaluated split.")
     parser.add_argument("--mode", required=True, choices=["exact", "ann"], help="Dense retrieval mode.")
     parser.add_argument("--measures", nargs="+", required=True, help="ir_measures names, in table order.")
     parser.add_argument("--alpha", type=float, required=True, help="Significance level after Holm's correction.")
     parser.add_argument(
-        "--paper-collection", default=None,
+        "--paper-collection",
+        default=None,
         help="ir_datasets id of the evaluated split (e.g. beir/scifact/test), to show the paper's published values.",
-    )  # fmt: skip
+    )
     parser.add_argument("--output-dir", required=True, type=Path, help="Folder for comparison.{csv,md,html,tex}.")
 
 
@@ -37,9 +41,15 @@ def _summarize(args: argparse.Namespace) -> None:
         for system, metrics, per_query, index in args.system
     ]
     summarize(
-        systems, corpus=args.corpus, split=args.split, mode=args.mode, measures=args.measures,
-        output_dir=args.output_dir, alpha=args.alpha, paper_collection=args.paper_collection,
-    )  # fmt: skip
+        systems,
+        corpus=args.corpus,
+        split=args.split,
+        mode=args.mode,
+        measures=args.measures,
+        output_dir=args.output_dir,
+        alpha=args.alpha,
+        paper_collection=args.paper_collection,
+    )
 
 
 def _plot_tradeoff_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +67,13 @@ def _plot_tradeoff(args: argparse.Namespace) -> None:
 
 def _plot_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, nargs=2, action="append", metavar=("ID", "MODEL_DIR"),
+        "--model",
+        required=True,
+        nargs=2,
+        action="append",
+        metavar=("ID", "MODEL_DIR"),
         help=f"A trained model's id and folder; repeat for each. {_SYSTEM_IDS}",
-    )  # fmt: skip
+    )
     parser.add_argument("--title", help="Figure title.")
     parser.add_argument(
         "--output", required=True, type=Path, help="Output path without extension (.png and .svg are written)."
@@ -74,9 +88,13 @@ def _plot_training(args: argparse.Namespace) -> None:
 
 def _token_diagnostics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--system", required=True, nargs=3, action="append", metavar=("ID", "MODEL_DIR", "INDEX"),
+        "--system",
+        required=True,
+        nargs=3,
+        action="append",
+        metavar=("ID", "MODEL_DIR", "INDEX"),
         help=f"A trained model's id, folder and index of the collection; repeat for each. {_SYSTEM_IDS}",
-    )  # fmt: skip
+    )
     parser.add_argument("--top", type=int, required=True, help="Most often kept tokens listed per model.")
     parser.add_argument("--title", help="Figure title prefix.")
     parser.add_argument("--output-dir", required=True, type=Path, help="Folder for kept_positions.* and kept_tokens.*.")
@@ -91,11 +109,15 @@ def _token_diagnostics(args: argparse.Namespace) -> None:
 
 def _claims_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", required=True, nargs=5, action="append", dest="sets",
+        "--set",
+        required=True,
+        nargs=5,
+        action="append",
+        dest="sets",
         metavar=("CORPUS", "SPLIT", "DOMAIN", "MEASURE", "SUMMARY_DIR"),
         help="One evaluation set: DOMAIN is 'zero-shot' or 'in-domain', MEASURE the one the verdicts read, "
         "SUMMARY_DIR the folder 'summarize' wrote; repeat for each.",
-    )  # fmt: skip
+    )
     parser.add_argument("--alpha", type=float, required=True, help="Significance level after Holm's correction.")
     parser.add_argument("--study", required=True, help="The study's name, shown in claims.md.")
     parser.add_argument("--output", required=True, type=Path, help="Output path without extension (.csv and .md).")
@@ -108,8 +130,12 @@ def _claims(args: argparse.Namespace) -> None:
 
 
 def _sync_verdicts_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("document", type=Path, help="A Markdown file with '<!-- verdicts from PATH -->' tables, e.g. README.md.")
-    parser.add_argument("--check", action="store_true", help="Change nothing; exit 2 if a table differs from its claims.md.")
+    parser.add_argument(
+        "document", type=Path, help="A Markdown file with '<!-- verdicts from PATH -->' tables, e.g. README.md."
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="Change nothing; exit 2 if a table differs from its claims.md."
+    )
 
 
 def _sync_verdicts(args: argparse.Namespace) -> None:
@@ -120,7 +146,9 @@ def _sync_verdicts(args: argparse.Namespace) -> None:
 
 def _config_docs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("document", type=Path, help="The page to write, docs/configuration.md.")
-    parser.add_argument("--check", action="store_true", help="Change nothing; exit 2 if the page differs from the schema's.")
+    parser.add_argument(
+        "--check", action="store_true", help="Change nothing; exit 2 if the page differs from the schema's."
+    )
 
 
 def _config_docs(args: argparse.Namespace) -> None:
@@ -131,11 +159,43 @@ def _config_docs(args: argparse.Namespace) -> None:
 
 #: The sub-commands of this module, in the order ``tokenprune --help`` lists them.
 COMMANDS = [
-    Command("summarize", "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.", _summarize_arguments, _summarize),
-    Command("plot-tradeoff", "Index size vs each measure, one line per strategy across k (PNG + SVG).", _plot_tradeoff_arguments, _plot_tradeoff),
-    Command("plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training),
-    Command("claims", "The paper's claims judged on the study's summaries: claims.csv and claims.md.", _claims_arguments, _claims),
-    Command("sync-verdicts", "Copy each verdict table of a document (README) from the claims.md it names.", _sync_verdicts_arguments, _sync_verdicts),
-    Command("config-docs", "Write docs/configuration.md from the config schema (--check: fail if out of date).", _config_docs_arguments, _config_docs),
-    Command("token-diagnostics", "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.", _token_diagnostics_arguments, _token_diagnostics),
+    Command(
+        "summarize",
+        "Method comparison on one evaluation set: CSV, Markdown, HTML and LaTeX tables.",
+        _summarize_arguments,
+        _summarize,
+    ),
+    Command(
+        "plot-tradeoff",
+        "Index size vs each measure, one line per strategy across k (PNG + SVG).",
+        _plot_tradeoff_arguments,
+        _plot_tradeoff,
+    ),
+    Command(
+        "plot-training", "Training loss curves of trained models (PNG + SVG).", _plot_training_arguments, _plot_training
+    ),
+    Command(
+        "claims",
+        "The paper's claims judged on the study's summaries: claims.csv and claims.md.",
+        _claims_arguments,
+        _claims,
+    ),
+    Command(
+        "sync-verdicts",
+        "Copy each verdict table of a document (README) from the claims.md it names.",
+        _sync_verdicts_arguments,
+        _sync_verdicts,
+    ),
+    Command(
+        "config-docs",
+        "Write docs/configuration.md from the config schema (--check: fail if out of date).",
+        _config_docs_arguments,
+        _config_docs,
+    ),
+    Command(
+        "token-diagnostics",
+        "Where in the passage each pruned index's tokens sit, and which tokens it keeps most.",
+        _token_diagnostics_arguments,
+        _token_diagnostics,
+    ),
 ]

@@ -97,7 +97,9 @@ class ClassicCollection:
             if not (self.folder / file).is_file():
                 raise TokenpruneError(f"dataset {spec.name!r}: {str(self.folder / file)!r} is missing")
         if list(spec.splits) != ["all"]:
-            raise TokenpruneError(f"dataset {spec.name!r}: a classic collection has one split, 'all'; got {list(spec.splits)}")
+            raise TokenpruneError(
+                f"dataset {spec.name!r}: a classic collection has one split, 'all'; got {list(spec.splits)}"
+            )
 
     def documents(self) -> Iterator[Document]:
         path = self.folder / self.layout.documents

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from tokenprune.backbone import token_lengths
 from tokenprune.data.records import CollectionSource, Document
-from tokenprune.data.store import PASSAGE_OFFSETS, PASSAGE_TEXTS
 from tokenprune.data.spec import DatasetSpec
+from tokenprune.data.store import PASSAGE_OFFSETS, PASSAGE_TEXTS
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
 
@@ -144,8 +144,10 @@ def prepare_dataset(
             # Kept, not refused: real collections (BEIR among them) hold a few.
             log.warning(
                 "%s: %d documents have no text (e.g. %s); they are kept, with only [CLS] [D] [SEP] to match on",
-                source.description, len(empty_documents), ", ".join(map(repr, empty_documents[:5])),
-            )  # fmt: skip
+                source.description,
+                len(empty_documents),
+                ", ".join(map(repr, empty_documents[:5])),
+            )
         stats: dict[str, Any] = {
             "dataset": spec.name,
             "source": source.description,

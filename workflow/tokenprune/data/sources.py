@@ -84,7 +84,9 @@ class BeirFolder:
                 if not line.strip():
                     continue
                 if len(columns) != 3:
-                    raise TokenpruneError(f"{path}:{line_number}: expected 3 tab-separated columns, found {len(columns)}")
+                    raise TokenpruneError(
+                        f"{path}:{line_number}: expected 3 tab-separated columns, found {len(columns)}"
+                    )
                 try:
                     relevance = int(columns[2])
                 except ValueError:
@@ -222,7 +224,9 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
                 f"dataset {spec.name!r} is read from the offline folder {spec.offline_folder!r} only: set "
                 f"{OFFLINE_DATA_ENV} (or offline_data_dir) to the folder that holds it"
             )
-        raise TokenpruneError(f"dataset {spec.name!r}: no BEIR folder found at {str(offline)!r} and no irds_id to fall back on")
+        raise TokenpruneError(
+            f"dataset {spec.name!r}: no BEIR folder found at {str(offline)!r} and no irds_id to fall back on"
+        )
     if offline is not None:
         if not offline.is_dir():
             raise TokenpruneError(f"dataset {spec.name!r}: offline folder {str(offline)!r} does not exist")

@@ -69,7 +69,16 @@ class DatasetSpec:
             )
         if not entry.get("splits"):
             raise TokenpruneError(f"dataset {name!r}: 'splits' is empty; name at least one split")
-        known = {"irds_id", "beir_folder", "offline_folder", "splits", "document_fields", "relevance_gain", "classic", "classic_folder"}
+        known = {
+            "irds_id",
+            "beir_folder",
+            "offline_folder",
+            "splits",
+            "document_fields",
+            "relevance_gain",
+            "classic",
+            "classic_folder",
+        }
         gain = entry.get("relevance_gain")
         splits = entry["splits"]
         return cls(

@@ -30,9 +30,19 @@ from tokenprune.reporting.statistics import holm_adjust, margin_p_values
 from tokenprune.reporting.tables import format_p
 
 __all__ = [
-    "CLAIMS", "CLAIM_COLUMNS", "VERDICTS", "Claim", "EvaluationSummary", "format_p", "judge_claims", "read_summary",
-    "sync_verdicts", "verdict_counts", "verdict_sources", "write_claims",
-]  # fmt: skip
+    "CLAIMS",
+    "CLAIM_COLUMNS",
+    "VERDICTS",
+    "Claim",
+    "EvaluationSummary",
+    "format_p",
+    "judge_claims",
+    "read_summary",
+    "sync_verdicts",
+    "verdict_counts",
+    "verdict_sources",
+    "write_claims",
+]
 
 #: The cost the paper calls small: at k=50 (73% of MS MARCO tokens) first, idf and attention lose
 #: 0.007-0.010 MRR@10 and unused 0.023 (Table 2).
@@ -44,10 +54,28 @@ SMALL_K = 10
 ZERO_SHOT_K = 50
 
 CLAIM_COLUMNS = [
-    "claim", "corpus", "split", "zero_shot", "measure", "k", "percent_tokens_kept", "subject", "versus",
-    "value", "versus value", "delta", "seeds", "seed_deltas", "p_query", "p_seed", "p_mixed", "p_holm", "family",
-    "verdict", "reason",
-]  # fmt: skip
+    "claim",
+    "corpus",
+    "split",
+    "zero_shot",
+    "measure",
+    "k",
+    "percent_tokens_kept",
+    "subject",
+    "versus",
+    "value",
+    "versus value",
+    "delta",
+    "seeds",
+    "seed_deltas",
+    "p_query",
+    "p_seed",
+    "p_mixed",
+    "p_holm",
+    "family",
+    "verdict",
+    "reason",
+]
 
 
 @dataclass(frozen=True)
@@ -91,9 +119,14 @@ def read_summary(folder: str | Path, *, corpus: str, split: str, zero_shot: bool
     if measure not in comparison.columns:
         raise TokenpruneError(f"{folder / COMPARISON_STEM}.csv has no measure {measure!r}; it has other measures")
     return EvaluationSummary(
-        corpus=corpus, split=split, zero_shot=zero_shot, measure=measure, comparison=comparison,
-        contrast=_read_csv(folder / f"{CONTRAST_STEM}.csv"), pairs=_read_csv(folder / f"{PAIRS_STEM}.csv"),
-    )  # fmt: skip
+        corpus=corpus,
+        split=split,
+        zero_shot=zero_shot,
+        measure=measure,
+        comparison=comparison,
+        contrast=_read_csv(folder / f"{CONTRAST_STEM}.csv"),
+        pairs=_read_csv(folder / f"{PAIRS_STEM}.csv"),
+    )
 
 
 def _decide(delta: float, p_holm: float, alpha: float) -> str:
@@ -136,14 +169,18 @@ def judge_cost(summary: EvaluationSummary, alpha: float) -> list[dict[str, Any]]
     rows = []
     for k in shown:
         at_k = rows_in_loop[rows_in_loop["k"] == k]
-        margins = [margin_p_values(r[f"{m} delta"], r[f"{m} se"], r[f"{m} df"], -COST_MARGIN) for _, r in at_k.iterrows()]
+        margins = [
+            margin_p_values(r[f"{m} delta"], r[f"{m} se"], r[f"{m} df"], -COST_MARGIN) for _, r in at_k.iterrows()
+        ]
         below = holm_adjust([p for p, _ in margins])
         above = holm_adjust([p for _, p in margins])
         percent = _percent_kept(summary, k)
         for (_, r), p_below, p_above in zip(at_k.iterrows(), below, above, strict=True):
             if k not in tested:
                 verdict = "not tested"
-                reason = f"k={k} keeps {percent:.0f}% of the tokens here; the claim is about >= {COST_MIN_PERCENT_KEPT:.0f}%"
+                reason = (
+                    f"k={k} keeps {percent:.0f}% of the tokens here; the claim is about >= {COST_MIN_PERCENT_KEPT:.0f}%"
+                )
                 p_holm = np.nan
             elif p_below < alpha:
                 verdict, reason, p_holm = "yes", f"cost shown below {COST_MARGIN}", p_below
@@ -153,12 +190,24 @@ def judge_cost(summary: EvaluationSummary, alpha: float) -> list[dict[str, Any]]
                 verdict, reason, p_holm = "inconclusive", f"neither side of {COST_MARGIN} shown", min(p_below, p_above)
             rows.append(
                 _row(
-                    summary, "cost", k=k, percent_tokens_kept=r["percent_tokens_kept"], subject=r["strategy"],
-                    versus="baseline", value=r[m], **{"versus value": r[m] - r[f"{m} delta"]}, delta=r[f"{m} delta"],
-                    seeds=r["seeds"], p_query=r[f"{m} p_query"], p_seed=r[f"{m} p_seed"], p_mixed=r[f"{m} p_mixed"],
-                    p_holm=p_holm, family=f"{len(at_k)} in-loop strategies at k={k}, one-sided vs -{COST_MARGIN}",
-                    verdict=verdict, reason=reason,
-                )  # fmt: skip
+                    summary,
+                    "cost",
+                    k=k,
+                    percent_tokens_kept=r["percent_tokens_kept"],
+                    subject=r["strategy"],
+                    versus="baseline",
+                    value=r[m],
+                    **{"versus value": r[m] - r[f"{m} delta"]},
+                    delta=r[f"{m} delta"],
+                    seeds=r["seeds"],
+                    p_query=r[f"{m} p_query"],
+                    p_seed=r[f"{m} p_seed"],
+                    p_mixed=r[f"{m} p_mixed"],
+                    p_holm=p_holm,
+                    family=f"{len(at_k)} in-loop strategies at k={k}, one-sided vs -{COST_MARGIN}",
+                    verdict=verdict,
+                    reason=reason,
+                )
             )
     return rows
 
@@ -169,7 +218,9 @@ def _oriented_pairs(summary: EvaluationSummary, strategy: str, k: int) -> pd.Dat
     pairs = pairs[(pairs["k"] == k) & (pairs["measure"] == summary.measure)]
     mine = pairs[pairs["strategy"] == strategy].copy()
     flipped = pairs[pairs["versus"] == strategy].copy()
-    flipped[["strategy", "versus", "mean", "versus mean"]] = flipped[["versus", "strategy", "versus mean", "mean"]].to_numpy()
+    flipped[["strategy", "versus", "mean", "versus mean"]] = flipped[
+        ["versus", "strategy", "versus mean", "mean"]
+    ].to_numpy()
     flipped["delta"] = -flipped["delta"]
     flipped["seed_deltas"] = [
         " ".join(f"{-float(value):+.4f}" for value in str(text).split()) for text in flipped["seed_deltas"]
@@ -177,7 +228,9 @@ def _oriented_pairs(summary: EvaluationSummary, strategy: str, k: int) -> pd.Dat
     return pd.concat([mine, flipped], ignore_index=True)
 
 
-def _judge_rank(summary: EvaluationSummary, alpha: float, claim: str, strategy: str, k: int, best: bool) -> list[dict[str, Any]]:
+def _judge_rank(
+    summary: EvaluationSummary, alpha: float, claim: str, strategy: str, k: int, best: bool
+) -> list[dict[str, Any]]:
     """``strategy`` is the best (or worst) in-loop strategy at k: one row against its closest rival.
 
     The family is the strategy's pairs with every other in-loop strategy at k,
@@ -201,12 +254,25 @@ def _judge_rank(summary: EvaluationSummary, alpha: float, claim: str, strategy: 
         verdict, reason = "inconclusive", f"{int(wanted.sum())} of {len(pairs)} pairs decided"
     return [
         _row(
-            summary, claim, k=k, percent_tokens_kept=_percent_kept(summary, k), subject=strategy,
-            versus=closest["versus"], value=closest["mean"], **{"versus value": closest["versus mean"]},
-            delta=closest["delta"], seeds=closest["seeds"], seed_deltas=closest["seed_deltas"],
-            p_query=closest["p_query"], p_seed=closest["p_seed"], p_mixed=closest["p_mixed"], p_holm=closest["p_holm"],
-            family=f"{strategy} vs the {len(pairs)} other in-loop strategies at k={k}", verdict=verdict, reason=reason,
-        )  # fmt: skip
+            summary,
+            claim,
+            k=k,
+            percent_tokens_kept=_percent_kept(summary, k),
+            subject=strategy,
+            versus=closest["versus"],
+            value=closest["mean"],
+            **{"versus value": closest["versus mean"]},
+            delta=closest["delta"],
+            seeds=closest["seeds"],
+            seed_deltas=closest["seed_deltas"],
+            p_query=closest["p_query"],
+            p_seed=closest["p_seed"],
+            p_mixed=closest["p_mixed"],
+            p_holm=closest["p_holm"],
+            family=f"{strategy} vs the {len(pairs)} other in-loop strategies at k={k}",
+            verdict=verdict,
+            reason=reason,
+        )
     ]
 
 
@@ -231,16 +297,28 @@ def judge_in_loop(summary: EvaluationSummary, alpha: float) -> list[dict[str, An
     contrast = summary.contrast[summary.contrast["measure"] == summary.measure]
     rows = []
     for _, r in contrast.iterrows():
-        family = int(((contrast["k"] == r["k"])).sum())
+        family = int((contrast["k"] == r["k"]).sum())
         rows.append(
             _row(
-                summary, "in-loop", k=int(r["k"]), percent_tokens_kept=_percent_kept(summary, int(r["k"])),
-                subject=r["strategy"], versus="post-hoc", value=r["in-loop"], **{"versus value": r["post-hoc"]},
-                delta=r["delta"], seeds=r["seeds"], seed_deltas=r["seed_deltas"], p_query=r["p_query"],
-                p_seed=r["p_seed"], p_mixed=r["p_mixed"], p_holm=r["p_holm"],
+                summary,
+                "in-loop",
+                k=int(r["k"]),
+                percent_tokens_kept=_percent_kept(summary, int(r["k"])),
+                subject=r["strategy"],
+                versus="post-hoc",
+                value=r["in-loop"],
+                **{"versus value": r["post-hoc"]},
+                delta=r["delta"],
+                seeds=r["seeds"],
+                seed_deltas=r["seed_deltas"],
+                p_query=r["p_query"],
+                p_seed=r["p_seed"],
+                p_mixed=r["p_mixed"],
+                p_holm=r["p_holm"],
                 family=f"{family} strategies in and after the loop at k={int(r['k'])}",
-                verdict=_decide(r["delta"], r["p_holm"], alpha), reason="",
-            )  # fmt: skip
+                verdict=_decide(r["delta"], r["p_holm"], alpha),
+                reason="",
+            )
         )
     return rows
 
@@ -268,12 +346,24 @@ def judge_training(summary: EvaluationSummary, alpha: float) -> list[dict[str, A
         delta = -float(r[f"{m} delta"])
         rows.append(
             _row(
-                summary, "training", k=np.nan, percent_tokens_kept=base["percent_tokens_kept"], subject="baseline",
-                versus=_STARTING_POINTS[r["kind"]], value=base[m], **{"versus value": r[m]}, delta=delta,
-                seeds=base["seeds"], p_query=r[f"{m} p_query"], p_seed=r[f"{m} p_seed"], p_mixed=r[f"{m} p_mixed"],
-                p_holm=p_holm, family=f"baseline vs {len(references)} references",
-                verdict=_decide(delta, p_holm, alpha), reason="",
-            )  # fmt: skip
+                summary,
+                "training",
+                k=np.nan,
+                percent_tokens_kept=base["percent_tokens_kept"],
+                subject="baseline",
+                versus=_STARTING_POINTS[r["kind"]],
+                value=base[m],
+                **{"versus value": r[m]},
+                delta=delta,
+                seeds=base["seeds"],
+                p_query=r[f"{m} p_query"],
+                p_seed=r[f"{m} p_seed"],
+                p_mixed=r[f"{m} p_mixed"],
+                p_holm=p_holm,
+                family=f"baseline vs {len(references)} references",
+                verdict=_decide(delta, p_holm, alpha),
+                reason="",
+            )
         )
     return rows
 
@@ -294,22 +384,35 @@ CLAIMS: dict[str, Claim] = {
     claim.key: claim
     for claim in [
         Claim(
-            "training", "Control: training lifts the unpruned model above step 0, the untrained backbone and BM25",
-            judge_training, "training lifts the baseline above step 0, the untrained backbone, BM25",
+            "training",
+            "Control: training lifts the unpruned model above step 0, the untrained backbone and BM25",
+            judge_training,
+            "training lifts the baseline above step 0, the untrained backbone, BM25",
         ),
         Claim(
-            "cost", f"Pruning to a k that keeps >= {COST_MIN_PERCENT_KEPT:.0f}% of the tokens costs <= {COST_MARGIN}",
-            judge_cost, f"a k keeping ≥ {COST_MIN_PERCENT_KEPT:.0f}% of tokens costs ≤ {COST_MARGIN}",
-        ),
-        Claim("unused-best", f"unused is the best strategy at k={SMALL_K}", judge_unused_best, f"unused best at k={SMALL_K}"),
-        Claim(
-            "in-loop", "Selecting in the training loop beats the same selection applied after training",
-            judge_in_loop, "in-loop beats post hoc",
+            "cost",
+            f"Pruning to a k that keeps >= {COST_MIN_PERCENT_KEPT:.0f}% of the tokens costs <= {COST_MARGIN}",
+            judge_cost,
+            f"a k keeping ≥ {COST_MIN_PERCENT_KEPT:.0f}% of tokens costs ≤ {COST_MARGIN}",
         ),
         Claim(
-            "idf-worst", f"idf is the worst strategy zero-shot at k={ZERO_SHOT_K}", judge_idf_worst,
+            "unused-best",
+            f"unused is the best strategy at k={SMALL_K}",
+            judge_unused_best,
+            f"unused best at k={SMALL_K}",
+        ),
+        Claim(
+            "in-loop",
+            "Selecting in the training loop beats the same selection applied after training",
+            judge_in_loop,
+            "in-loop beats post hoc",
+        ),
+        Claim(
+            "idf-worst",
+            f"idf is the worst strategy zero-shot at k={ZERO_SHOT_K}",
+            judge_idf_worst,
             f"idf worst zero-shot at k={ZERO_SHOT_K}",
-        ),  # fmt: skip
+        ),
     ]
 }
 
@@ -342,7 +445,9 @@ def _glance_markdown(table: pd.DataFrame, *, study: str) -> list[str]:
         f"| claim ({', '.join(sorted(set(table['measure'])))}) | " + " | ".join(VERDICTS) + " |",
         "|---" * (len(VERDICTS) + 1) + "|",
     ]
-    lines += [f"| {CLAIMS[key].label} | " + " | ".join(str(int(n)) for n in row) + " |" for key, row in counts.iterrows()]
+    lines += [
+        f"| {CLAIMS[key].label} | " + " | ".join(str(int(n)) for n in row) + " |" for key, row in counts.iterrows()
+    ]
     return [*lines, f"<!-- verdicts of {study}: end -->"]
 
 
@@ -373,7 +478,13 @@ def claims_markdown(table: pd.DataFrame, *, study: str, alpha: float) -> str:
         rows = table[table["claim"] == claim.key]
         if rows.empty:
             continue
-        lines += ["", f"## {claim.statement}", "", "| collection | k (% kept) | system | vs | value | vs value | Δ | Δ per seed | p query / seed / mixed | p Holm | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {claim.statement}",
+            "",
+            "| collection | k (% kept) | system | vs | value | vs value | Δ | Δ per seed | p query / seed / mixed | p Holm | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for _, r in rows.iterrows():
             budget = "–" if pd.isna(r["k"]) else f"{int(r['k'])} ({_number(r['percent_tokens_kept'], '.0f')}%)"
             where = f"{r['corpus']} {r['split']}" + (" (zero-shot)" if bool(r["zero_shot"]) else "")
@@ -398,8 +509,13 @@ def write_claims(table: pd.DataFrame, stem: str | Path, *, study: str, alpha: fl
     return written
 
 
-_GLANCE_BLOCK = re.compile(r"<!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->", re.DOTALL)
-_SOURCED_BLOCK = re.compile(r"<!-- verdicts from (?P<source>\S+) -->\n(?P<block><!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->)", re.DOTALL)
+_GLANCE_BLOCK = re.compile(
+    r"<!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->", re.DOTALL
+)
+_SOURCED_BLOCK = re.compile(
+    r"<!-- verdicts from (?P<source>\S+) -->\n(?P<block><!-- verdicts of (?P<study>[^:]+): begin -->\n.*?<!-- verdicts of (?P=study): end -->)",
+    re.DOTALL,
+)
 
 
 def sync_verdicts(document: str, root: str | Path) -> str:
@@ -416,7 +532,9 @@ def sync_verdicts(document: str, root: str | Path) -> str:
     def copy(match: re.Match[str]) -> str:
         source = root / match["source"]
         if not source.is_file():
-            raise TokenpruneError(f"the verdicts name {match['source']!r}, which does not exist under {str(root)!r}; run 'tokenprune claims' or fix the path")
+            raise TokenpruneError(
+                f"the verdicts name {match['source']!r}, which does not exist under {str(root)!r}; run 'tokenprune claims' or fix the path"
+            )
         found = _GLANCE_BLOCK.search(source.read_text(encoding="utf-8"))
         if found is None:
             raise TokenpruneError(f"{str(source)!r} has no verdict table; regenerate it with 'tokenprune claims'")

@@ -106,10 +106,16 @@ def top_tokens_table(
         for rank, ((token_id, count), token) in enumerate(zip(top, tokens, strict=True), start=1):
             rows.append(
                 {
-                    "model": model, "strategy": strategy, "k": k, "rank": rank, "token_id": token_id, "token": token,
-                    "count": count, "share": count / max(counts.vectors, 1),
+                    "model": model,
+                    "strategy": strategy,
+                    "k": k,
+                    "rank": rank,
+                    "token_id": token_id,
+                    "token": token,
+                    "count": count,
+                    "share": count / max(counts.vectors, 1),
                 }
-            )  # fmt: skip
+            )
     frame = pd.DataFrame(rows, columns=["model", "strategy", "k", "rank", "token_id", "token", "count", "share"])
     frame["k"] = frame["k"].astype("Int64")
     return frame

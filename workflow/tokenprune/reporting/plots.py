@@ -121,7 +121,9 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     unique = dict(zip(labels, handles, strict=True))
     # Strategies first, in table order, then their post-hoc forms and the references.
     strategies = [str(s) for s in dict.fromkeys(table.loc[table["kind"] == "pruned", "strategy"])]
-    strategies += [label for strategy in list(strategies) for label in unique if label.startswith(f"{strategy} (post-hoc")]
+    strategies += [
+        label for strategy in list(strategies) for label in unique if label.startswith(f"{strategy} (post-hoc")
+    ]
     order = [label for label in strategies if label in unique] + [label for label in unique if label not in strategies]
     figure.legend([unique[label] for label in order], order, loc="outside right center", frameon=False)
     figure.suptitle(title or f"Index size vs {measure}")
@@ -135,26 +137,48 @@ def _draw_in_loop_strategies(axis: Axes, table: pd.DataFrame, x_column: str, mea
         rows = rows.sort_values(x_column)
         errors = rows[f"{measure} std"] if rows[f"{measure} std"].notna().any() else None
         axis.errorbar(
-            rows[x_column], rows[measure], yerr=errors, color=strategy_colour(str(strategy)), marker="o",
-            markersize=5, linewidth=1.6, capsize=3, label=str(strategy), gid=f"strategy:{strategy}",
-        )  # fmt: skip
+            rows[x_column],
+            rows[measure],
+            yerr=errors,
+            color=strategy_colour(str(strategy)),
+            marker="o",
+            markersize=5,
+            linewidth=1.6,
+            capsize=3,
+            label=str(strategy),
+            gid=f"strategy:{strategy}",
+        )
         for _, row in rows.iterrows():
             axis.annotate(
-                f"k={int(row['k'])}", (row[x_column], row[measure]), textcoords="offset points", xytext=(4, 4),
-                fontsize=7, color=strategy_colour(str(strategy)),
-            )  # fmt: skip
+                f"k={int(row['k'])}",
+                (row[x_column], row[measure]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color=strategy_colour(str(strategy)),
+            )
 
 
 def _draw_posthoc_selections(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
     """The same selections applied only at indexing: hollow markers in the strategy's colour."""
-    for kind, marker, linestyle, suffix in [("posthoc", "o", "--", "post-hoc"), ("untrained-posthoc", "s", ":", "post-hoc, untrained")]:
+    for kind, marker, linestyle, suffix in [
+        ("posthoc", "o", "--", "post-hoc"),
+        ("untrained-posthoc", "s", ":", "post-hoc, untrained"),
+    ]:
         for strategy, rows in table[table["kind"] == kind].groupby("strategy", sort=False):
             rows = rows.sort_values(x_column)
             axis.plot(
-                rows[x_column], rows[measure], color=strategy_colour(str(strategy)), marker=marker,
-                markerfacecolor="white", markersize=5, linewidth=1.0, linestyle=linestyle,
-                label=f"{strategy} ({suffix})", gid=f"{kind}:{strategy}",
-            )  # fmt: skip
+                rows[x_column],
+                rows[measure],
+                color=strategy_colour(str(strategy)),
+                marker=marker,
+                markerfacecolor="white",
+                markersize=5,
+                linewidth=1.0,
+                linestyle=linestyle,
+                label=f"{strategy} ({suffix})",
+                gid=f"{kind}:{strategy}",
+            )
 
 
 def _draw_compressed(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
@@ -168,10 +192,18 @@ def _draw_compressed(axis: Axes, table: pd.DataFrame, x_column: str, measure: st
         # The family's label: the method label of its first row, less the k it varies over.
         label = str(rows["method"].iloc[0])
         axis.plot(
-            rows[x_column], rows[measure], color=colour, marker="v", markersize=4,
-            markerfacecolor=colour if filled else "white", linewidth=0.9, linestyle="-.", alpha=0.85,
-            label=label, gid=f"compressed:{kind}:{strategy}:{storage}",
-        )  # fmt: skip
+            rows[x_column],
+            rows[measure],
+            color=colour,
+            marker="v",
+            markersize=4,
+            markerfacecolor=colour if filled else "white",
+            linewidth=0.9,
+            linestyle="-.",
+            alpha=0.85,
+            label=label,
+            gid=f"compressed:{kind}:{strategy}:{storage}",
+        )
 
 
 def _draw_references(axis: Axes, table: pd.DataFrame, x_column: str, measure: str) -> None:
@@ -183,9 +215,15 @@ def _draw_references(axis: Axes, table: pd.DataFrame, x_column: str, measure: st
     ]:
         for _, row in table[table["kind"] == kind].iterrows():
             axis.plot(
-                [row[x_column]], [row[measure]], linestyle="none", marker=marker, markersize=11 if marker == "*" else 7,
-                color=colour, label=label, gid=f"reference:{kind}",
-            )  # fmt: skip
+                [row[x_column]],
+                [row[measure]],
+                linestyle="none",
+                marker=marker,
+                markersize=11 if marker == "*" else 7,
+                color=colour,
+                label=label,
+                gid=f"reference:{kind}",
+            )
             if kind == "baseline":
                 axis.axhline(row[measure], color=colour, linestyle=":", linewidth=1, gid="level:baseline")
     for _, row in table[table["kind"] == "bm25"].iterrows():

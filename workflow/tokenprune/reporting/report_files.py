@@ -73,9 +73,7 @@ def summarize(
 DOMAINS = {"zero-shot": True, "in-domain": False}
 
 
-def claims(
-    sets: Sequence[Sequence[str]], *, alpha: float, study: str, output: str | Path
-) -> pd.DataFrame:
+def claims(sets: Sequence[Sequence[str]], *, alpha: float, study: str, output: str | Path) -> pd.DataFrame:
     """Judge every claim on the summaries of each evaluation set and write ``<output>.csv`` and ``.md``.
 
     Each of ``sets`` is (corpus, split, domain, measure, summary folder), with
@@ -105,15 +103,25 @@ def sync_verdict_tables(document: str | Path, *, check: bool = False) -> bool:
     text = document.read_text(encoding="utf-8")
     sources = verdict_sources(text)
     if not sources:
-        raise TokenpruneError(f"{str(document)!r} copies no verdict table; add '<!-- verdicts from reports/figures/<run>/claims.md -->' followed by the table's markers")
+        raise TokenpruneError(
+            f"{str(document)!r} copies no verdict table; add '<!-- verdicts from reports/figures/<run>/claims.md -->' followed by the table's markers"
+        )
     synced = sync_verdicts(text, document.parent)
     stale = synced != text
     if stale and check:
-        raise TokenpruneError(f"the verdict tables of {str(document)!r} differ from {', '.join(sources)}; run 'tokenprune sync-verdicts {document}'")
+        raise TokenpruneError(
+            f"the verdict tables of {str(document)!r} differ from {', '.join(sources)}; run 'tokenprune sync-verdicts {document}'"
+        )
     if stale and not check:
         with atomic_file(document) as tmp:
             tmp.write_text(synced, encoding="utf-8")
-    log.info("%s: %d verdict table(s) from %s %s", document, len(sources), ", ".join(sources), "stale" if stale else "up to date")
+    log.info(
+        "%s: %d verdict table(s) from %s %s",
+        document,
+        len(sources),
+        ", ".join(sources),
+        "stale" if stale else "up to date",
+    )
     return stale
 
 

@@ -150,14 +150,17 @@ def paired_differences(a: Mapping[int, pd.Series], b: Mapping[int, pd.Series]) -
     else:
         common = sorted(set(a) & set(b))
         if not common:
-            raise TokenpruneError(f"the two systems share no seed (seeds {sorted(a)} and {sorted(b)}); pair them by seed")
+            raise TokenpruneError(
+                f"the two systems share no seed (seeds {sorted(a)} and {sorted(b)}); pair them by seed"
+            )
         pairs = {seed: (a[seed], b[seed]) for seed in common}
     queries = pd.Index([])
     for left, right in pairs.values():
         queries = queries.union(left.index).union(right.index)
     return pd.DataFrame(
         {
-            seed: left.reindex(queries, fill_value=0.0).astype(float) - right.reindex(queries, fill_value=0.0).astype(float)
+            seed: left.reindex(queries, fill_value=0.0).astype(float)
+            - right.reindex(queries, fill_value=0.0).astype(float)
             for seed, (left, right) in sorted(pairs.items())
         },
         index=queries,

@@ -296,7 +296,9 @@ def _check_one_precision(results: Sequence[SystemResult]) -> None:
         if precision is not None:
             precisions.setdefault(precision, []).append(result.system.id)
     if len(precisions) > 1:
-        found = "; ".join(f"{name}: {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''}" for name, ids in sorted(precisions.items()))
+        found = "; ".join(
+            f"{name}: {', '.join(ids[:3])}{' ...' if len(ids) > 3 else ''}" for name, ids in sorted(precisions.items())
+        )
         raise TokenpruneError(
             f"the compared indexes were encoded in {len(precisions)} precisions ({found}); a paired test would compare "
             "precisions (and likely hosts) as well as methods: index every system of one study on one host and precision"
@@ -310,7 +312,9 @@ def _group_by_method(results: Sequence[SystemResult]) -> tuple[dict[str, list[Sy
         by_method.setdefault(result.system.method, []).append(result)
     # The reference of every difference is the float16 baseline; its compressed copies are compared with it.
     baselines = [
-        method for method, group in by_method.items() if group[0].system.kind == "baseline" and group[0].system.bits is None
+        method
+        for method, group in by_method.items()
+        if group[0].system.kind == "baseline" and group[0].system.bits is None
     ]
     if len(baselines) > 1:
         raise TokenpruneError(
@@ -368,9 +372,15 @@ TEST_COLUMNS = ["seed_deltas", "p_query", "p_seed", "p_mixed", "se", "df", "p_ho
 def _test_columns(test: PairedTest) -> dict[str, Any]:
     """The test's columns but ``p_holm`` and ``significant``, which need the whole family."""
     return {
-        "seed_deltas": test.seed_deltas_text(), "p_query": test.p_query, "p_seed": test.p_seed,
-        "p_mixed": test.p_mixed, "se": test.se, "df": test.df, "queries": test.queries, "seeds": test.seeds,
-    }  # fmt: skip
+        "seed_deltas": test.seed_deltas_text(),
+        "p_query": test.p_query,
+        "p_seed": test.p_seed,
+        "p_mixed": test.p_mixed,
+        "se": test.se,
+        "df": test.df,
+        "queries": test.queries,
+        "seeds": test.seeds,
+    }
 
 
 def _holm_within(rows: list[dict[str, Any]], family: Sequence[str], alpha: float) -> None:
@@ -386,9 +396,13 @@ def _holm_within(rows: list[dict[str, Any]], family: Sequence[str], alpha: float
 
 
 def _test_against_baseline(
-    table: pd.DataFrame, methods: list[str], baseline: str | None, per_seed: dict[str, PerSeed],
-    measures: Sequence[str], alpha: float,
-) -> None:  # fmt: skip
+    table: pd.DataFrame,
+    methods: list[str],
+    baseline: str | None,
+    per_seed: dict[str, PerSeed],
+    measures: Sequence[str],
+    alpha: float,
+) -> None:
     """Fill each measure's delta, tests, Holm-adjusted p-value and significance against the baseline, in place."""
     compared_methods = [method for method in methods if method != baseline]
     for name in measures:
@@ -431,8 +445,12 @@ def in_loop_contrast(
     only: compression is a separate axis.
     """
     uncompressed = {method: group for method, group in by_method.items() if group[0].system.bits is None}
-    in_loop = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "pruned"}
-    post_hoc = {(g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "posthoc"}
+    in_loop = {
+        (g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "pruned"
+    }
+    post_hoc = {
+        (g[0].system.strategy, g[0].system.k): m for m, g in uncompressed.items() if g[0].system.kind == "posthoc"
+    }
     rows = []
     for name in measures:
         for pair in (pair for pair in in_loop if pair in post_hoc):
@@ -451,9 +469,12 @@ PAIR_COLUMNS = ["k", "measure", "strategy", "versus", "mean", "versus mean", "de
 
 
 def strategy_pairs(
-    by_method: dict[str, list[SystemResult]], per_seed: dict[str, PerSeed], measures: Sequence[str], alpha: float,
+    by_method: dict[str, list[SystemResult]],
+    per_seed: dict[str, PerSeed],
+    measures: Sequence[str],
+    alpha: float,
     strategy_order: dict[str, int],
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """Every pair of strategies trained in the loop at one k: ``strategy`` minus ``versus``.
 
     One row per unordered pair (in the study's strategy order), k and measure,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from tokenprune.io import atomic_file
-from tokenprune.reporting.paper import PAPER_LABEL
 from tokenprune.layout import CONTRAST_STEM, PAIRS_STEM
+from tokenprune.reporting.paper import PAPER_LABEL
 from tokenprune.reporting.summary import Comparison
 
 TABLE_FORMATS = ("csv", "md", "html", "tex")
@@ -183,11 +183,15 @@ def contrast_note(comparison: Comparison, fmt: str = "md") -> str:
     queries = int(comparison.contrast["queries"].max()) if len(comparison.contrast) else 0
     pairs = comparison.contrast.groupby(["k", "measure"]).size().max() if len(comparison.contrast) else 0
     alpha = r"$\alpha$" if fmt == "tex" else "α"
-    return _MARKS[fmt].significant + _escape(
-        f" significant: {TEST_NAME} over {queries} queries{_seed_clause(comparison)}, Holm-corrected across the "
-        f"{pairs} strategies of each k and measure, ",
-        fmt,
-    ) + f"{alpha} = {comparison.alpha:g}."
+    return (
+        _MARKS[fmt].significant
+        + _escape(
+            f" significant: {TEST_NAME} over {queries} queries{_seed_clause(comparison)}, Holm-corrected across the "
+            f"{pairs} strategies of each k and measure, ",
+            fmt,
+        )
+        + f"{alpha} = {comparison.alpha:g}."
+    )
 
 
 def title(comparison: Comparison) -> str:
@@ -227,7 +231,9 @@ def to_html(comparison: Comparison) -> str:
     if len(comparison.contrast):
         contrast = contrast_table(comparison, "html").to_html(index=False, escape=False, border=0, classes="comparison")
         contrast = contrast.replace(
-            '<table class="dataframe comparison">', f'<table class="comparison">\n<caption>{CONTRAST_TITLE}</caption>', 1
+            '<table class="dataframe comparison">',
+            f'<table class="comparison">\n<caption>{CONTRAST_TITLE}</caption>',
+            1,
         )
         body += f'\n<p class="footnote">{footnote(comparison, "html")}</p>\n{contrast}'
         note = contrast_note(comparison, "html")
