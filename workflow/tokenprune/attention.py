@@ -136,7 +136,7 @@ def swap_dropout(module: nn.Module, kind: type[nn.Dropout]) -> None:
             swap_dropout(child, kind)
 
 
-def last_self_attention(backbone: nn.Module) -> nn.Module:
+def last_self_attention(backbone: Any) -> Any:
     """The last layer's self-attention module of a BERT-style encoder (``query``/``key`` projections).
 
     Raises
@@ -155,9 +155,7 @@ def last_self_attention(backbone: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def last_layer_attention(
-    backbone: nn.Module, last_layer_input: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
+def last_layer_attention(backbone: Any, last_layer_input: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The last layer's attention probabilities ``[batch, heads, length, length]``, in fp32, without dropout.
 
     Parameters

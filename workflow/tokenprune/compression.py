@@ -110,7 +110,7 @@ def compress_index(
 
     # Checked before the index is sampled, which on a large index takes a while.
     check_bits(bits)
-    index = PrunedIndex(source)
+    index = PrunedIndex(Path(source))
     if index.is_compressed:
         raise TokenpruneError(f"index {str(source)!r} is already compressed")
     total, dim = index.stats["vectors"], index.stats["dim"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,15 @@ def schema_defaults(section: str) -> dict[str, Any]:
     return {key: spec["default"] for key, spec in node["properties"].items() if "default" in spec}
 
 
-def schema_defaulted(section: str) -> Callable[[type], type]:
-    """Class decorator (below ``@dataclass``): each annotated field without a default takes the schema's.
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default of ``section.key``: a settings class's field default, so the schema owns it.
 
-    Settings classes mirror a config section; with this, their defaults have one owner, the schema.
+    Raises
+    ------
+    KeyError
+        When the schema gives ``key`` no default (a misspelt field).
     """
-
-    def fill(cls: type) -> type:
-        defaults = schema_defaults(section)
-        for name in cls.__annotations__:
-            if name in defaults and name not in cls.__dict__:
-                setattr(cls, name, defaults[name])
-        return cls
-
-    return fill
+    return schema_defaults(section)[key]
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -448,18 +448,19 @@ def merge_index_shards(shard_folders: Sequence[str | Path], output: str | Path) 
     """
     if not shard_folders:
         raise TokenpruneError("merge needs at least one shard index")
-    shards = [PrunedIndex(folder) for folder in shard_folders]
+    shards = [PrunedIndex(Path(folder)) for folder in shard_folders]
     _check_mergeable(shards)
     first = shards[0].stats
     per_document = np.concatenate([np.diff(shard.offsets) for shard in shards])
     with atomic_directory(output) as staging:
-        manifest = {"format": MANIFEST_FORMAT, "shards": []}
+        shard_entries: list[dict[str, Any]] = []
+        manifest = {"format": MANIFEST_FORMAT, "shards": shard_entries}
         for number, shard in enumerate(shards):
             folder = Path("shards") / f"{number:05d}"
             (staging / folder).mkdir(parents=True)
             for name in VECTOR_COMPONENTS:
                 _link_or_copy(shard.folder / name, staging / folder / name)
-            manifest["shards"].append(
+            shard_entries.append(
                 {"folder": folder.as_posix(), "documents": shard.stats["documents"], "vectors": shard.stats["vectors"]}
             )
         np.save(staging / "offsets.npy", boundaries(per_document))
@@ -723,7 +724,7 @@ class PrunedIndex:
         breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(shard_of_row) != 0)) + 1
         run_starts = np.concatenate([[0], breaks])
         run_stops = np.concatenate([breaks, [len(rows)]])
-        buffer = memoryview(gathered.reshape(-1))
+        buffer = memoryview(gathered.reshape(-1).data)
         files = self.component_files(self.row_file)
         descriptors: dict[int, int] = {}
         try:

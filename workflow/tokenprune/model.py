@@ -31,7 +31,7 @@ from tokenprune.attention import (
     swap_dropout,
 )
 from tokenprune.backbone import load_tokenizer, resolve_backbone
-from tokenprune.config import schema_defaulted
+from tokenprune.config import schema_default
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
 from tokenprune.pylate_format import PylateColBERT, is_pylate_folder, read_pylate_folder
@@ -50,7 +50,6 @@ FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
-@schema_defaulted("model")
 class ColBERTConfig:
     """Everything needed to rebuild a model, saved as ``tokenprune.json``.
 
@@ -76,18 +75,18 @@ class ColBERTConfig:
         ``"pca"`` or ``"random"``; only used when training starts.
     """
 
-    # Fields without a default here take the schema's (config section ``model``, by @schema_defaulted);
+    # The fields with schema_default take the schema's (config section ``model``);
     # strategy and k come from the study's wildcards.
-    backbone: str
+    backbone: str = schema_default("model", "backbone")
     strategy: str = "none"
     k: int | None = None
-    dim: int
-    query_max_length: int
-    passage_max_length: int
-    normalize: bool
-    query_expansion: bool
-    candidate_tokens: str
-    projection_init: str
+    dim: int = schema_default("model", "dim")
+    query_max_length: int = schema_default("model", "query_max_length")
+    passage_max_length: int = schema_default("model", "passage_max_length")
+    normalize: bool = schema_default("model", "normalize")
+    query_expansion: bool = schema_default("model", "query_expansion")
+    candidate_tokens: str = schema_default("model", "candidate_tokens")
+    projection_init: str = schema_default("model", "projection_init")
 
     def __post_init__(self) -> None:
         check_strategy_k(self.strategy, self.k)
@@ -161,14 +160,22 @@ class ColBERT(nn.Module):
     Build a fresh one with :meth:`from_backbone`, reload a trained one with :meth:`load`.
     """
 
-    def __init__(
-        self, config: ColBERTConfig, backbone: nn.Module, tokenizer: Any, idf: torch.Tensor | None = None
-    ) -> None:
+    # Declared for the type checker: nn.Module's __getattr__ would type every attribute as Tensor | Module.
+    config: ColBERTConfig
+    backbone: Any  # a transformers model: its attributes (config, encoder, save_pretrained) are dynamic
+    tokenizer: Any
+    projection: nn.Linear
+    idf: torch.Tensor | None
+    selector: TokenSelector
+    punctuation_ids: torch.Tensor
+    special_ids: torch.Tensor
+
+    def __init__(self, config: ColBERTConfig, backbone: Any, tokenizer: Any, idf: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
         self.backbone = backbone
         self.tokenizer = tokenizer
-        self.projection = nn.Linear(backbone.config.hidden_size, config.dim, bias=False)
+        self.projection = nn.Linear(int(backbone.config.hidden_size), config.dim, bias=False)
         self.idf = idf
         vocabulary = tokenizer.get_vocab()
         for marker in (QUERY_MARKER, DOCUMENT_MARKER):

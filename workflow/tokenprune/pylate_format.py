@@ -29,13 +29,15 @@ import json
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
+
+if TYPE_CHECKING:
+    from tokenprune.model import ColBERT
 
 MODULES_FILE = "modules.json"
 SETTINGS_FILE = "config_sentence_transformers.json"
@@ -125,7 +127,7 @@ def read_pylate_folder(location: str | Path) -> PylateColBERT:
     )
 
 
-def write_pylate_folder(model: nn.Module, output: str | Path) -> dict[str, Any]:
+def write_pylate_folder(model: ColBERT, output: str | Path) -> dict[str, Any]:
     """Export ``model`` (a :class:`tokenprune.model.ColBERT`) as a PyLate ColBERT folder, atomically; return its settings.
 
     The transformer and tokenizer go to the root, the projection to

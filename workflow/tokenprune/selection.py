@@ -186,6 +186,13 @@ class TokenSelector(ABC):
             check_strategy_k(self.name, k)
         self.k = k
 
+    @property
+    def budget(self) -> int:
+        """``k`` of a selector that prunes (every strategy but ``none``, whose k is None)."""
+        if self.k is None:
+            raise TokenpruneError(f"strategy {self.name!r} keeps every token: it has no budget")
+        return self.k
+
     def prefix_ids(self) -> list[int]:
         """Token ids to insert right after the document marker (only ``unused`` has any)."""
         return []
@@ -220,7 +227,7 @@ class FirstK(TokenSelector):
     def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         candidates = candidate_mask(batch, candidate_tokens)
         position = torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
-        return top_k_mask(-position.float(), candidates, self.k)
+        return top_k_mask(-position.float(), candidates, self.budget)
 
 
 @register("idf")
@@ -252,7 +259,7 @@ class TopIdf(TokenSelector):
                 "was the IDF computed with another tokenizer?"
             )
         scores = self.idf.to(batch.input_ids.device)[batch.input_ids]
-        return top_k_mask(scores, candidate_mask(batch, candidate_tokens) & ~batch.special, self.k)
+        return top_k_mask(scores, candidate_mask(batch, candidate_tokens) & ~batch.special, self.budget)
 
 
 @register("unused")
@@ -274,7 +281,7 @@ class UnusedTokens(TokenSelector):
     def __init__(self, k: int | None, unused_ids: list[int] | None = None) -> None:
         super().__init__(k)
         supply = list(unused_ids or [])
-        if self.k > len(supply):
+        if self.budget > len(supply):
             raise TokenpruneError(
                 f"strategy 'unused' with k={self.k} needs {self.k} [unusedN] tokens, but the vocabulary "
                 f"has only {len(supply)} besides the markers; choose k <= {len(supply)}"
@@ -308,7 +315,7 @@ class TopAttention(TokenSelector):
             raise TokenpruneError("strategy 'attention' needs the backbone's last-layer attentions")
         rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
         received = (batch.attentions * rows).sum(dim=(1, 2))
-        return top_k_mask(received.float(), candidate_mask(batch, candidate_tokens), self.k)
+        return top_k_mask(received.float(), candidate_mask(batch, candidate_tokens), self.budget)
 
 
 @register("pool")
@@ -333,7 +340,7 @@ class TokenPooling(TokenSelector):
     def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str) -> PassageVectors:
         members = candidate_mask(batch, candidate_tokens)
         with torch.no_grad():
-            labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.k)
+            labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.budget)
         means, named = cluster_means(vectors, labels)
         return gather_kept(means, named, batch.input_ids)
 

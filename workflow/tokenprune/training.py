@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from tokenprune.config import schema_defaulted
+from tokenprune.config import schema_default
 from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, atomic_file
@@ -53,20 +53,19 @@ RESUMABLE_CHANGES = {"checkpoint_every", "log_every"}
 
 
 @dataclass(frozen=True)
-@schema_defaulted("training")
 class TrainingSettings:
     """Optimisation settings (config section ``training``, plus the seed)."""
 
-    # Every default but the seed's is the schema's (config section ``training``, by @schema_defaulted).
-    steps: int
-    batch_size: int
-    learning_rate: float
-    warmup_steps: int
-    weight_decay: float
-    max_grad_norm: float
-    checkpoint_every: int
-    log_every: int
-    precision: str
+    # Every default but the seed's is the schema's (config section ``training``).
+    steps: int = schema_default("training", "steps")
+    batch_size: int = schema_default("training", "batch_size")
+    learning_rate: float = schema_default("training", "learning_rate")
+    warmup_steps: int = schema_default("training", "warmup_steps")
+    weight_decay: float = schema_default("training", "weight_decay")
+    max_grad_norm: float = schema_default("training", "max_grad_norm")
+    checkpoint_every: int = schema_default("training", "checkpoint_every")
+    log_every: int = schema_default("training", "log_every")
+    precision: str = schema_default("training", "precision")
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -258,7 +257,7 @@ def _read_loss_log(path: Path, up_to_step: int) -> list[dict[str, Any]]:
             }
             for row in csv.DictReader(handle)
         ]
-    return [row for row in rows if row["step"] <= up_to_step]
+    return [row for row in rows if int(row["step"]) <= up_to_step]
 
 
 def _write_loss_log(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -391,7 +390,7 @@ def train(
         loss_log.add(_training_step(model, sampler, settings, step, optimizer, scheduler, precision))
         last = step + 1
         if last % settings.log_every == 0 or last == settings.steps:
-            bar.set_postfix(loss_log.close_window(last, scheduler.get_last_lr()[0]))
+            bar.set_postfix(loss_log.close_window(last, float(scheduler.get_last_lr()[0])))
         if last % settings.checkpoint_every == 0 or last == settings.steps or last == stop_after:
             # The log first: a kill between the two writes then leaves rows past the checkpoint, which
             # resuming drops and redoes; the other order would lose the rows of the checkpoint's window.

@@ -426,7 +426,7 @@ def _posthoc_index(args: argparse.Namespace) -> None:
     from tokenprune.idf import load_idf
     from tokenprune.index import build_posthoc_indexes
     from tokenprune.model import parse_k
-    from tokenprune.selection import make_selector
+    from tokenprune.selection import TokenSelector, make_selector
 
     model, dataset, document_range, options = _index_job(args)
     if model.config.strategy != "none":
@@ -435,7 +435,7 @@ def _posthoc_index(args: argparse.Namespace) -> None:
             "post-hoc selections prune an unpruned model (strategy none)"
         )
     idf = load_idf(args.idf) if args.idf else None
-    selections = {
+    selections: dict[str | Path, TokenSelector] = {
         Path(output): make_selector(strategy, parse_k(k), idf=idf, unused_ids=model.unused_ids)
         for strategy, k, output in args.selection
     }

@@ -110,7 +110,10 @@ class IrdsCollection:
     def __init__(self, spec: DatasetSpec) -> None:
         import ir_datasets
 
+        if spec.irds_id is None:
+            raise TokenpruneError(f"dataset {spec.name!r}: an ir_datasets collection needs 'irds_id'")
         self.spec = spec
+        self.irds_id: str = spec.irds_id
         self.description = f"ir_datasets {spec.irds_id}"
         self._datasets = {}
         for role, irds_id in [("documents", spec.irds_id), *spec.splits.items()]:
@@ -127,7 +130,7 @@ class IrdsCollection:
                 )
 
     def documents(self) -> Iterator[Document]:
-        for document in irds_stream(self._datasets["documents"].docs_iter(), self.spec.irds_id):
+        for document in irds_stream(self._datasets["documents"].docs_iter(), self.irds_id):
             yield Document(str(document.doc_id), join_fields(document, self.spec.document_fields))
 
     def queries(self, split: str) -> Iterator[Query]:

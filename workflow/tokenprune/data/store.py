@@ -119,15 +119,16 @@ class PreparedDataset:
         stop = total if stop is None else min(stop, total)
         if not 0 <= start <= stop:
             raise TokenpruneError(f"document range [{start}, {stop}) is not within the corpus's {total} documents")
-        row_groups, first_row, row = [], None, 0
+        row_groups, group_starts, row = [], [], 0
         for group in range(parquet.metadata.num_row_groups):
             rows = parquet.metadata.row_group(group).num_rows
             if row + rows > start and row < stop:
                 row_groups.append(group)
-                first_row = row if first_row is None else first_row
+                group_starts.append(row)
             row += rows
         if not row_groups:
             return
+        first_row = group_starts[0]
         pending_ids: list[str] = []
         pending_texts: list[str] = []
         position = first_row

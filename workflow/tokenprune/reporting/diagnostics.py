@@ -68,7 +68,7 @@ def count_kept_tokens(index_dir: str | Path) -> KeptTokens:
             raise TokenpruneError(f"index {str(index.folder)!r} is corrupted: negative positions in positions.i16")
         per_shard.append(np.bincount(positions.astype(np.int64), minlength=1))
     width = max(map(len, per_shard))
-    position_counts = sum(np.pad(counts, (0, width - len(counts))) for counts in per_shard)
+    position_counts = np.sum([np.pad(counts, (0, width - len(counts))) for counts in per_shard], axis=0)
     token_counts: Counter[int] = Counter()
     vectors = 0
     for token_ids in _diagnostic_arrays(index, "token_ids.i32", np.int32):

@@ -281,7 +281,7 @@ def positions_figure(
         Model label to strategy and k (``None`` for the unpruned baseline,
         which is drawn in every panel as the distribution of all tokens).
     """
-    budgets = sorted({k for k in ks.values() if k is not None}, reverse=True) or [None]
+    budgets: list[int | None] = [*sorted({k for k in ks.values() if k is not None}, reverse=True)] or [None]
     figure, axes = plt.subplots(
         len(budgets), 1, figsize=(8, 2.6 * len(budgets)), sharex=True, squeeze=False, layout="constrained"
     )

@@ -456,9 +456,11 @@ def in_loop_contrast(
         for pair in (pair for pair in in_loop if pair in post_hoc):
             ours, theirs = in_loop[pair], post_hoc[pair]
             test = paired_test(per_seed[ours][name], per_seed[theirs][name])
-            row = {"strategy": pair[0], "k": pair[1], "measure": name}
-            row |= {"in-loop": _mean_measure(by_method[ours], name), "post-hoc": _mean_measure(by_method[theirs], name)}
-            rows.append(row | {"delta": row["in-loop"] - row["post-hoc"], **_test_columns(test)})
+            in_loop_mean, post_hoc_mean = _mean_measure(by_method[ours], name), _mean_measure(by_method[theirs], name)
+            rows.append(
+                {"strategy": pair[0], "k": pair[1], "measure": name, "in-loop": in_loop_mean, "post-hoc": post_hoc_mean}
+                | {"delta": in_loop_mean - post_hoc_mean, **_test_columns(test)}
+            )
     _holm_within(rows, ("k", "measure"), alpha)
     contrast = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     contrast["k"] = contrast["k"].astype("Int64")
@@ -486,8 +488,8 @@ def strategy_pairs(
         for method, group in by_method.items()
         if group[0].system.kind == "pruned" and group[0].system.bits is None
     }
-    budgets = sorted({k for k, _ in in_loop}, reverse=True)
-    rows = []
+    budgets = sorted({k for k, _ in in_loop if k is not None}, reverse=True)
+    rows: list[dict[str, Any]] = []
     for name in measures:
         for k in budgets:
             strategies = sorted((s for budget, s in in_loop if budget == k), key=lambda s: strategy_order.get(s, 99))
@@ -495,10 +497,11 @@ def strategy_pairs(
                 for versus in strategies[position + 1 :]:
                     ours, theirs = in_loop[(k, strategy)], in_loop[(k, versus)]
                     test = paired_test(per_seed[ours][name], per_seed[theirs][name])
-                    row = {"k": k, "measure": name, "strategy": strategy, "versus": versus}
-                    row |= {"mean": _mean_measure(by_method[ours], name)}
-                    row |= {"versus mean": _mean_measure(by_method[theirs], name)}
-                    rows.append(row | {"delta": row["mean"] - row["versus mean"], **_test_columns(test)})
+                    mean, versus_mean = _mean_measure(by_method[ours], name), _mean_measure(by_method[theirs], name)
+                    rows.append(
+                        {"k": k, "measure": name, "strategy": strategy, "versus": versus, "mean": mean}
+                        | {"versus mean": versus_mean, "delta": mean - versus_mean, **_test_columns(test)}
+                    )
     _holm_within(rows, ("k", "measure"), alpha)
     pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS)
     pairs["k"] = pairs["k"].astype("Int64")
