@@ -283,3 +283,20 @@ def test_the_configuration_page_follows_the_schema(tmp_path) -> None:
     stale.write_text(page)
     with pytest.raises(TokenpruneError, match="out of date with the config schema"):
         write_configuration_docs(stale, check=True)
+
+
+def test_every_rule_takes_its_job_size_from_the_config() -> None:
+    """No rule hard-codes mem_mb or runtime; each names a stage of the schema's `resources`, and a
+    collection may size every stage (the per-dataset enum lists them all)."""
+    import re
+
+    schema = load_schema()
+    stages = set(schema["properties"]["resources"]["properties"])
+    per_dataset = schema["$defs"]["dataset"]["properties"]["resources"]["propertyNames"]["enum"]
+    assert sorted(per_dataset) == sorted(stages)
+    named = set()
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = rules.read_text(encoding="utf-8")
+        assert not re.findall(r"\b(?:mem_mb|runtime)=\d", text), rules.name
+        named |= set(re.findall(r'job_resource\("(\w+)", "(?:mem_mb|runtime)"\)', text))
+    assert named == stages

@@ -12,8 +12,8 @@ rule untrained_backbone:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_resource("untrained_backbone", "mem_mb"),
+        runtime=job_resource("untrained_backbone", "runtime"),
     params:
         backbone=MODEL["backbone"],
         query_max_length=MODEL["query_max_length"],

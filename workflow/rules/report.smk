@@ -52,8 +52,8 @@ rule summarize:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_resource("summarize", "mem_mb"),
+        runtime=job_resource("summarize", "runtime"),
     params:
         systems=lambda wildcards: repeated_option(
             "--system", summary_entries(wildcards)
@@ -91,8 +91,8 @@ rule claims:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_resource("claims", "mem_mb"),
+        runtime=job_resource("claims", "runtime"),
     params:
         sets=repeated_option("--set", claims_sets()),
         alpha=REPORT["alpha"],
@@ -127,8 +127,8 @@ rule plot_tradeoff:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_resource("plot_tradeoff", "mem_mb"),
+        runtime=job_resource("plot_tradeoff", "runtime"),
     params:
         measure=lambda wildcards: shlex.quote(measure_of_slug(wildcards)),
         output_dir=lambda wildcards, output: Path(output.png).parent,
@@ -156,8 +156,8 @@ rule plot_training:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=job_resource("plot_training", "mem_mb"),
+        runtime=job_resource("plot_training", "runtime"),
     params:
         models=lambda wildcards: repeated_option("--model", training_entries(wildcards)),
         stem=TRAINING_LOSS,
@@ -198,8 +198,8 @@ rule token_diagnostics:
     threads: 1
     resources:
         gpu=0,
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_resource("token_diagnostics", "mem_mb"),
+        runtime=job_resource("token_diagnostics", "runtime"),
     params:
         systems=lambda wildcards: repeated_option(
             "--system", diagnostic_entries(wildcards)

@@ -105,8 +105,8 @@ if TRAIN["models_dir"] is None:
         threads: THREADS_PER_COMPUTE_JOB
         resources:
             gpu=0,
-            mem_mb=8000,
-            runtime=60,
+            mem_mb=job_resource("initial_model", "mem_mb"),
+            runtime=job_resource("initial_model", "runtime"),
         params:
             model=quoted_json(MODEL),
             split=TRAIN["split"],
@@ -131,8 +131,8 @@ else:
         threads: 1
         resources:
             gpu=0,
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=job_resource("import_model", "mem_mb"),
+            runtime=job_resource("import_model", "runtime"),
         params:
             source=imported_model_source,
         shell:
