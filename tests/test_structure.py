@@ -119,3 +119,26 @@ def test_every_relative_link_of_the_docs_names_a_file_that_exists() -> None:
             if not (document.parent / target.split("#", 1)[0]).exists():
                 broken.append(f"{document.relative_to(REPO)}: {target}")
     assert broken == []
+
+
+def test_every_library_module_declares_all_of_its_public_names() -> None:
+    """``__all__`` in every module, naming exactly its public top-level functions, classes and constants."""
+    undeclared = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__main__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        declared = None
+        defined = set()
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+                declared = set(ast.literal_eval(node.value))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                defined.add(node.name)
+            else:
+                defined |= {target.id for target in targets if isinstance(target, ast.Name)}
+        public = {name for name in defined if not name.startswith("_") and name != "log"}
+        if declared is None or not public <= declared:
+            undeclared[module_name(path)] = sorted(public - (declared or set()))
+    assert undeclared == {}

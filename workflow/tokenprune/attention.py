@@ -32,6 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "ATTENTION_IMPLEMENTATION",
+    "MASK_PIECES",
+    "PARALLEL_MINIMUM",
+    "dropout_mask",
+    "parallel_dropout",
+    "ParallelDropout",
+    "sdpa_with_parallel_dropout",
+    "register_attention",
+    "swap_dropout",
+    "last_self_attention",
+    "last_layer_attention",
+]
+
 ATTENTION_IMPLEMENTATION = "tokenprune_sdpa"
 # Pieces a mask is drawn in, independent of the thread count so that the mask is too.
 MASK_PIECES = 8

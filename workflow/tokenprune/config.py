@@ -11,6 +11,18 @@ import yaml
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = [
+    "SCHEMA_PATH",
+    "load_schema",
+    "schema_defaults",
+    "schema_default",
+    "validate_config",
+    "resolve_zero_shot",
+    "describe_path",
+    "check_references",
+    "load_config",
+]
+
 #: Package data, so that a wheel install (not only ``pip install -e``) validates configs;
 #: workflow/schemas/config.schema.yaml, where Snakemake workflows keep their schema, links here.
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"

@@ -29,6 +29,16 @@ from tokenprune.errors import TokenpruneError
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "LOCK_DIR_VARIABLE",
+    "default_lock_dir",
+    "visible_gpu_count",
+    "claim_slot",
+    "claim_cuda_device",
+    "cap_cpu_threads",
+    "resolve_device",
+]
+
 log = logging.getLogger(__name__)
 
 LOCK_DIR_VARIABLE = "TOKENPRUNE_GPU_LOCK_DIR"

@@ -1,5 +1,7 @@
 """The one exception type users are meant to read."""
 
+__all__ = ["TokenpruneError"]
+
 
 class TokenpruneError(Exception):
     """A problem with the user's input, reported without a traceback.

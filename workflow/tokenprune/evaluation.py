@@ -11,6 +11,8 @@ import ir_measures
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file, write_json
 
+__all__ = ["parse_measures", "evaluate_run"]
+
 
 def parse_measures(names: list[str]) -> list[Any]:
     """ir_measures measure objects, with a clear error naming an unknown one."""

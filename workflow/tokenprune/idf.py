@@ -18,6 +18,8 @@ from tokenprune.data import PreparedDataset
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 
+__all__ = ["document_frequencies", "idf_from_frequencies", "compute_idf", "load_idf"]
+
 
 def document_frequencies(dataset: PreparedDataset, tokenizer, batch_size: int = 2048) -> tuple[np.ndarray, int]:  # noqa: ANN001
     """Number of passages containing each token id, streaming the corpus; and the passage count."""

@@ -62,6 +62,30 @@ from tokenprune.precision import autocast, resolve_precision
 from tokenprune.selection import PassageVectors, TokenSelector, candidate_mask
 from tokenprune.strategies import POSTHOC_STRATEGIES
 
+__all__ = [
+    "STATS_FILE",
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT",
+    "INDEX_COMPONENTS",
+    "DIAGNOSTIC_COMPONENTS",
+    "VECTOR_COMPONENTS",
+    "CODES_FILE",
+    "CODEC_FILE",
+    "COMPRESSED_COMPONENTS",
+    "percent_kept_at",
+    "k_for_percent",
+    "length_sorted_batches",
+    "boundaries",
+    "shard_ranges",
+    "build_index",
+    "build_posthoc_indexes",
+    "write_vectors_index",
+    "build_indexes",
+    "merge_index_shards",
+    "ConcatenatedVectors",
+    "PrunedIndex",
+]
+
 STATS_FILE = "index_stats.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "tokenprune-sharded-index/1"

@@ -15,6 +15,8 @@ from typing import Any
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["remove_leftovers", "atomic_file", "atomic_directory", "write_json", "json_object", "iter_jsonl"]
+
 log = logging.getLogger(__name__)
 
 

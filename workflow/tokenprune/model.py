@@ -38,6 +38,19 @@ from tokenprune.pylate_format import PylateColBERT, is_pylate_folder, read_pylat
 from tokenprune.selection import CANDIDATE_RULES, PassageBatch, PassageVectors, TokenSelector, make_selector
 from tokenprune.strategies import check_strategy_k
 
+__all__ = [
+    "QUERY_MARKER",
+    "DOCUMENT_MARKER",
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "IDF_FILE",
+    "FORMAT_VERSION",
+    "ColBERTConfig",
+    "parse_k",
+    "maxsim",
+    "ColBERT",
+]
+
 log = logging.getLogger(__name__)
 
 QUERY_MARKER = "[unused0]"

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tokenprune.index import PrunedIndex
     from tokenprune.model import ColBERT
 
+__all__ = ["TRIPLES_SCHEMA", "bm25_index", "mine_bm25_negatives", "docpairs_to_triples", "audit_negatives"]
+
 log = logging.getLogger(__name__)
 
 TRIPLES_SCHEMA = pa.schema(

@@ -44,6 +44,8 @@ from scipy.cluster.hierarchy import linkage
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["WardBackend", "cosine_profiles", "ward_clusters", "cluster_means"]
+
 WardBackend = Literal["auto", "scipy", "tensor"]
 
 

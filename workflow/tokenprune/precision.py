@@ -30,6 +30,16 @@ import torch
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = [
+    "PRECISIONS",
+    "Purpose",
+    "AUTOCAST_DTYPES",
+    "NATIVE_BF16_FLAGS",
+    "cpu_has_native_bf16",
+    "resolve_precision",
+    "autocast",
+]
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Purpose = Literal["training", "encoding"]
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

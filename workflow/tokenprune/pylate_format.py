@@ -39,6 +39,20 @@ from tokenprune.io import atomic_directory
 if TYPE_CHECKING:
     from tokenprune.model import ColBERT
 
+__all__ = [
+    "MODULES_FILE",
+    "SETTINGS_FILE",
+    "TRANSFORMER_CONFIG_FILE",
+    "DENSE_FOLDER",
+    "DENSE_TYPES",
+    "TRANSFORMER_TYPE",
+    "IDENTITY",
+    "PylateColBERT",
+    "is_pylate_folder",
+    "read_pylate_folder",
+    "write_pylate_folder",
+]
+
 MODULES_FILE = "modules.json"
 SETTINGS_FILE = "config_sentence_transformers.json"
 TRANSFORMER_CONFIG_FILE = "sentence_bert_config.json"

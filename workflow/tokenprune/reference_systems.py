@@ -12,6 +12,8 @@ from tokenprune.model import ColBERT, ColBERTConfig
 from tokenprune.negatives import bm25_index
 from tokenprune.search import Ranking, write_trec_run
 
+__all__ = ["bm25_run", "untrained_model"]
+
 
 def bm25_run(dataset: PreparedDataset, split: str, output: str | Path, depth: int) -> None:
     """BM25 (bm25s, Snowball stemming, English stop words) over a split's queries, as a TREC run."""

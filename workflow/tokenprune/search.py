@@ -28,6 +28,23 @@ from tokenprune.io import atomic_file
 if TYPE_CHECKING:
     from tokenprune.model import ColBERT
 
+__all__ = [
+    "SCORE_BUFFER",
+    "fix_malloc_mmap_threshold",
+    "Ranking",
+    "QUERY_BATCH",
+    "encode_query_set",
+    "pad_documents",
+    "PackedQueries",
+    "exact_search",
+    "MIN_POINTS_PER_LIST",
+    "build_ann_index",
+    "save_ann_index",
+    "load_ann_index",
+    "ann_search",
+    "write_trec_run",
+]
+
 log = logging.getLogger(__name__)
 
 # Query-document scores held before a top-k merge (float32: 256 MiB).

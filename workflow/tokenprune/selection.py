@@ -37,6 +37,25 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.pooling import cluster_means, cosine_profiles, ward_clusters
 from tokenprune.strategies import check_strategy_k
 
+__all__ = [
+    "SELECTORS",
+    "register",
+    "PassageBatch",
+    "PassageVectors",
+    "gather_kept",
+    "CANDIDATE_RULES",
+    "candidate_mask",
+    "top_k_mask",
+    "TokenSelector",
+    "KeepAll",
+    "FirstK",
+    "TopIdf",
+    "UnusedTokens",
+    "TopAttention",
+    "TokenPooling",
+    "make_selector",
+]
+
 SELECTORS: dict[str, type[TokenSelector]] = {}
 
 

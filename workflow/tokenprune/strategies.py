@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["STRATEGIES", "INSERTING_STRATEGIES", "POSTHOC_STRATEGIES", "STRATEGY_PATTERN", "check_strategy_k"]
+
 #: Every strategy, the unpruned baseline first.
 STRATEGIES = ("none", "first", "idf", "unused", "attention", "pool")
 #: Strategies that insert tokens into the passage: they change the encoder's input, so have no post-hoc form.

@@ -41,6 +41,24 @@ from tokenprune.precision import PRECISIONS, autocast, resolve_precision
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
 
+__all__ = [
+    "CHECKPOINT_FILE",
+    "LOSS_LOG_FILE",
+    "LOSS_LOG_COLUMNS",
+    "TRIPLES_STAGE_KEYS",
+    "RESUMABLE_CHANGES",
+    "TrainingSettings",
+    "learning_rate_factor",
+    "TripleSampler",
+    "contrastive_loss",
+    "loss_log_text",
+    "initialise_projection_pca",
+    "initialise_model",
+    "train",
+    "save_trained",
+    "import_trained",
+]
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "last.pt"

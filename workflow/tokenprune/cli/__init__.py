@@ -16,6 +16,8 @@ from tokenprune.cli import pipeline_commands, report_commands
 from tokenprune.cli.registry import Command
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["COMMANDS", "build_parser", "main"]
+
 #: Every sub-command by name: the pipeline stages first, then the report, as ``--help`` lists them.
 COMMANDS: dict[str, Command] = {
     command.name: command for command in (*pipeline_commands.COMMANDS, *report_commands.COMMANDS)

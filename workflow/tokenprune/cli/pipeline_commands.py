@@ -17,6 +17,8 @@ from tokenprune.strategies import STRATEGIES
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["COMMANDS"]
+
 log = logging.getLogger("tokenprune")
 
 

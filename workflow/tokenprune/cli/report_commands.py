@@ -7,6 +7,8 @@ from pathlib import Path
 
 from tokenprune.cli.registry import Command
 
+__all__ = ["COMMANDS"]
+
 _SYSTEM_IDS = "System ids: 'dataset/strategy/k<k|all>/seed<n>' for models, 'untrained/none/kall/seed0', 'bm25'."
 
 

@@ -19,6 +19,15 @@ from tokenprune.data.records import Document, Judgment, Query, join_fields
 from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 
+__all__ = [
+    "SMART_FIELDS",
+    "ClassicLayout",
+    "CLASSIC_LAYOUTS",
+    "read_smart_records",
+    "read_npl_records",
+    "ClassicCollection",
+]
+
 SMART_FIELDS = {".T": "title", ".A": "author", ".B": "bib", ".W": "text"}
 
 

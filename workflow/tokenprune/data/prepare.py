@@ -32,6 +32,8 @@ from tokenprune.data.store import PASSAGE_OFFSETS, PASSAGE_TEXTS
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory, write_json
 
+__all__ = ["CORPUS_SCHEMA", "QUERY_SCHEMA", "prepare_dataset"]
+
 log = logging.getLogger(__name__)
 
 CORPUS_SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string())])

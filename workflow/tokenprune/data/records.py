@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+__all__ = ["Document", "Query", "Judgment", "CollectionSource", "join_fields"]
+
 
 @dataclass(frozen=True)
 class Document:

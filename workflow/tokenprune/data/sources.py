@@ -21,6 +21,17 @@ from tokenprune.data.spec import DatasetSpec
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import iter_jsonl
 
+__all__ = [
+    "OFFLINE_DATA_ENV",
+    "irds_stream",
+    "BeirFolder",
+    "IrdsCollection",
+    "offline_data_dir",
+    "irds_download_paths",
+    "seed_irds_home",
+    "open_collection",
+]
+
 log = logging.getLogger(__name__)
 
 OFFLINE_DATA_ENV = "TOKENPRUNE_DATA_DIR"

@@ -8,6 +8,8 @@ from typing import Any
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["DatasetSpec"]
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from tokenprune.errors import TokenpruneError
 
+__all__ = ["PASSAGE_TEXTS", "PASSAGE_OFFSETS", "PassageStore", "PreparedDataset"]
+
 # The passage store the data stage writes next to corpus.parquet (see tokenprune.data.prepare).
 PASSAGE_TEXTS = "passages.bin"
 PASSAGE_OFFSETS = "passages.offsets"

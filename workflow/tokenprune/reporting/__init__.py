@@ -19,3 +19,5 @@ paper
 report_files
     Each report file from the paths its rule hands over: what the ``tokenprune`` report sub-commands run.
 """
+
+__all__ = []

@@ -20,6 +20,8 @@ import pandas as pd
 from tokenprune.errors import TokenpruneError
 from tokenprune.index import STATS_FILE, PrunedIndex
 
+__all__ = ["KeptTokens", "count_kept_tokens", "top_tokens_table", "positions_table"]
+
 
 @dataclass
 class KeptTokens:

@@ -10,6 +10,8 @@ from importlib import resources
 
 import pandas as pd
 
+__all__ = ["PAPER_CITATION", "PAPER_LABEL", "published_results", "paper_values"]
+
 PAPER_CITATION = (
     "Lassance, Maachou, Park, Clinchant. Learned Token Pruning in Contextualized "
     "Late Interaction over BERT. SIGIR 2022 (arXiv:2112.06540)"

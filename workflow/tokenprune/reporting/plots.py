@@ -24,6 +24,20 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from tokenprune.io import atomic_file  # noqa: E402
 
+__all__ = [
+    "STRATEGY_COLOURS",
+    "REFERENCE_COLOURS",
+    "K_LINESTYLES",
+    "MARKER_NAMES",
+    "FIGURE_FORMATS",
+    "strategy_colour",
+    "save_figure",
+    "tradeoff_figure",
+    "loss_figure",
+    "positions_figure",
+    "top_tokens_figure",
+]
+
 # Colour-blind-safe (Okabe-Ito); fixed per strategy so every figure reads the same way.
 STRATEGY_COLOURS = {
     "none": "#000000",

@@ -23,6 +23,19 @@ from tokenprune.reporting.paper import paper_values
 from tokenprune.reporting.summary import Comparison, SystemFiles, compare_methods, load_system_results
 from tokenprune.reporting.tables import write_tables
 
+__all__ = [
+    "parse_system",
+    "summarize",
+    "DOMAINS",
+    "claims",
+    "sync_verdict_tables",
+    "read_comparison_csv",
+    "plot_tradeoffs",
+    "read_loss_log",
+    "plot_training",
+    "token_diagnostics",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -35,6 +35,25 @@ from tokenprune.index import STATS_FILE
 from tokenprune.layout import System
 from tokenprune.reporting.statistics import PairedTest, holm_adjust, paired_test
 
+__all__ = [
+    "METHOD_LABELS",
+    "KIND_ORDER",
+    "SELECTION_LABELS",
+    "method_label",
+    "SystemResult",
+    "read_per_query",
+    "SystemFiles",
+    "load_system_results",
+    "Comparison",
+    "compare_methods",
+    "PerSeed",
+    "TEST_COLUMNS",
+    "CONTRAST_COLUMNS",
+    "in_loop_contrast",
+    "PAIR_COLUMNS",
+    "strategy_pairs",
+]
+
 METHOD_LABELS = {
     "bm25": "BM25",
     "untrained": "untrained backbone",

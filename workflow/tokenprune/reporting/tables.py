@@ -21,6 +21,23 @@ from tokenprune.layout import CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.paper import PAPER_LABEL
 from tokenprune.reporting.summary import Comparison
 
+__all__ = [
+    "TABLE_FORMATS",
+    "CONTRAST_TITLE",
+    "PAPER_COLUMN",
+    "format_p",
+    "display_table",
+    "footnote",
+    "contrast_table",
+    "TEST_NAME",
+    "contrast_note",
+    "title",
+    "to_markdown",
+    "to_html",
+    "to_latex",
+    "write_tables",
+]
+
 TABLE_FORMATS = ("csv", "md", "html", "tex")
 CONTRAST_TITLE = "In the training loop vs post hoc: the same selection, trained with or applied after training"
 #: The published numbers all come from models trained on MS MARCO.
