@@ -259,3 +259,25 @@ def test_smart_reader_on_a_hand_made_file(tmp_path: Path) -> None:
     (tmp_path / "bad").write_text("1\nunterminated\n")
     with pytest.raises(TokenpruneError, match="not terminated by '/'"):
         list(read_npl_records(tmp_path / "bad"))
+
+
+def test_a_registered_source_kind_reads_the_datasets_it_applies_to(monkeypatch, tmp_path) -> None:
+    """A new kind of source is one registered opener: open_collection picks it before the ir_datasets fallback."""
+    from tokenprune.data import sources
+    from tokenprune.data.spec import DatasetSpec
+
+    monkeypatch.setattr(sources, "SOURCE_KINDS", list(sources.SOURCE_KINDS))
+    opened = []
+
+    @sources.register_source("lines file", ("lines_file",), lambda spec, offline: "lines_file" in spec.extra)
+    def open_lines(spec, offline, irds_home):
+        opened.append(spec.extra["lines_file"])
+        return "a source"
+
+    assert [kind.name for kind in sources.SOURCE_KINDS][-2:] == ["lines file", sources.IRDS_KIND]
+    assert "lines_file" in sources.source_keys()
+    spec = DatasetSpec.from_config("mine", {"lines_file": "docs.txt", "splits": ["test"]})
+    assert sources.open_collection(spec, None, tmp_path) == "a source" and opened == ["docs.txt"]
+    # A spec of no kind at all names every key that would select one.
+    with pytest.raises(TokenpruneError, match="set one of 'beir_folder', 'classic', 'irds_id', 'lines_file'"):
+        DatasetSpec.from_config("none", {"splits": ["test"]})

@@ -1,8 +1,8 @@
 """Readers that turn a collection into plain documents, queries and judgments.
 
-Two sources exist: a local folder in BEIR layout, read directly, and an
-ir_datasets id. Both stream documents one at a time, so a large corpus is
-never held in memory.
+Each kind of source is registered in :data:`SOURCE_KINDS` (a local folder in
+BEIR layout, a classic collection's original files, an ir_datasets id); every
+one streams documents one at a time, so a large corpus is never held in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ __all__ = [
     "irds_download_paths",
     "seed_irds_home",
     "open_collection",
+    "IRDS_KIND",
+    "SOURCE_KINDS",
+    "SourceKind",
+    "register_source",
+    "source_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -209,29 +215,84 @@ def seed_irds_home(irds_id: str, offline_folder: Path, irds_home: Path) -> list[
     return seeded
 
 
-def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -> CollectionSource:
-    """Choose and open the source of a collection.
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of collection source, in :data:`SOURCE_KINDS`.
 
-    Order: an explicit ``beir_folder``; a ``classic`` collection's files;
-    else ``<data_dir>/<offline_folder>``
-    when it holds a BEIR layout; else the ir_datasets id, after linking any
-    files found in ``<data_dir>/<offline_folder>`` into ir_datasets' cache.
-
-    ``IR_DATASETS_HOME`` must already point at ``irds_home`` when
-    ir_datasets is first imported: it reads the variable at import time.
+    Parameters
+    ----------
+    name
+        What the kind is called in messages and docs.
+    keys
+        The ``datasets.<name>`` config keys that select this kind (each, and any setting
+        the kind reads, also needs its entry in the schema's ``$defs/dataset``).
+    applies
+        ``(spec, offline folder or None) -> bool``: whether this kind reads ``spec``.
+    opens
+        ``(spec, offline folder or None, irds_home) -> CollectionSource``.
     """
-    if spec.beir_folder:
-        return BeirFolder(Path(spec.beir_folder).expanduser(), spec)
-    offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
-    if spec.classic:
-        folder = Path(spec.classic_folder).expanduser() if spec.classic_folder else offline
-        if folder is None:
-            raise TokenpruneError(
-                f"dataset {spec.name!r}: set classic_folder, or offline_folder with {OFFLINE_DATA_ENV}, for {spec.classic!r}"
-            )
-        return ClassicCollection(spec.classic, folder, spec)
-    if offline is not None and (offline / "corpus.jsonl").is_file():
-        return BeirFolder(offline, spec)
+
+    name: str
+    keys: tuple[str, ...]
+    applies: Callable[[DatasetSpec, Path | None], bool]
+    opens: Callable[[DatasetSpec, Path | None, Path], CollectionSource]
+
+
+#: Every kind of source, in precedence order: the first that applies to a spec reads it.
+SOURCE_KINDS: list[SourceKind] = []
+#: The last kind, whatever registers: an ir_datasets id (or the offline files it would download).
+IRDS_KIND = "ir_datasets id"
+
+
+def register_source(
+    name: str, keys: tuple[str, ...], applies: Callable[[DatasetSpec, Path | None], bool]
+) -> Callable[[Callable[[DatasetSpec, Path | None, Path], CollectionSource]], Callable[..., CollectionSource]]:
+    """Decorator adding an opener to :data:`SOURCE_KINDS`, before the ir_datasets fallback.
+
+    A new kind is one module that defines its reader and registers it (imported by
+    :mod:`tokenprune.data`), plus its config keys in the schema (docs/architecture.md).
+    """
+
+    def add(opens: Callable[[DatasetSpec, Path | None, Path], CollectionSource]) -> Callable[..., CollectionSource]:
+        kind = SourceKind(name, keys, applies, opens)
+        fallback = [index for index, known in enumerate(SOURCE_KINDS) if known.name == IRDS_KIND]
+        SOURCE_KINDS.insert(fallback[0] if fallback else len(SOURCE_KINDS), kind)
+        return opens
+
+    return add
+
+
+def source_keys() -> list[str]:
+    """Config keys that select a source, over every registered kind: a dataset must set one."""
+    return sorted({key for kind in SOURCE_KINDS for key in kind.keys})
+
+
+@register_source("BEIR folder", ("beir_folder",), lambda spec, offline: bool(spec.beir_folder))
+def _open_beir_folder(spec: DatasetSpec, offline: Path | None, irds_home: Path) -> CollectionSource:
+    return BeirFolder(Path(str(spec.beir_folder)).expanduser(), spec)
+
+
+@register_source("classic collection", ("classic",), lambda spec, offline: bool(spec.classic))
+def _open_classic(spec: DatasetSpec, offline: Path | None, irds_home: Path) -> CollectionSource:
+    folder = Path(spec.classic_folder).expanduser() if spec.classic_folder else offline
+    if folder is None:
+        raise TokenpruneError(
+            f"dataset {spec.name!r}: set classic_folder, or offline_folder with {OFFLINE_DATA_ENV}, for {spec.classic!r}"
+        )
+    return ClassicCollection(str(spec.classic), folder, spec)
+
+
+@register_source(
+    "offline BEIR folder",
+    ("offline_folder",),
+    lambda spec, offline: offline is not None and (offline / "corpus.jsonl").is_file(),
+)
+def _open_offline_beir_folder(spec: DatasetSpec, offline: Path | None, irds_home: Path) -> CollectionSource:
+    assert offline is not None  # applies() checked it
+    return BeirFolder(offline, spec)
+
+
+def _open_irds(spec: DatasetSpec, offline: Path | None, irds_home: Path) -> CollectionSource:
     if not spec.irds_id:
         if offline is None:
             raise TokenpruneError(
@@ -247,3 +308,22 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
         seeded = seed_irds_home(spec.irds_id, offline, irds_home)
         log.info("seeded ir_datasets cache for %s with %s", spec.irds_id, [str(path) for path in seeded] or "nothing")
     return IrdsCollection(spec)
+
+
+# The fallback: last whatever registers later, after linking any offline files into ir_datasets' cache.
+SOURCE_KINDS.append(SourceKind(IRDS_KIND, ("irds_id", "offline_folder"), lambda spec, offline: True, _open_irds))
+
+
+def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -> CollectionSource:
+    """Open the source of a collection: the first kind of :data:`SOURCE_KINDS` that applies.
+
+    Built in, in order: an explicit ``beir_folder``; a ``classic`` collection's files;
+    ``<data_dir>/<offline_folder>`` when it holds a BEIR layout; else the ir_datasets id,
+    after linking any files found in ``<data_dir>/<offline_folder>`` into ir_datasets' cache.
+
+    ``IR_DATASETS_HOME`` must already point at ``irds_home`` when
+    ir_datasets is first imported: it reads the variable at import time.
+    """
+    offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
+    kind = next(kind for kind in SOURCE_KINDS if kind.applies(spec, offline))
+    return kind.opens(spec, offline, irds_home)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tokenprune.errors import TokenpruneError
@@ -65,22 +65,17 @@ class DatasetSpec:
         Keys that belong to other stages (e.g. ``query_max_length``) are
         kept in :attr:`extra`.
         """
-        if not any(entry.get(key) for key in ("irds_id", "beir_folder", "classic", "offline_folder")):
+        from tokenprune.data.sources import source_keys
+
+        if not any(entry.get(key) for key in source_keys()):
             raise TokenpruneError(
-                f"dataset {name!r}: set 'irds_id', 'beir_folder', 'classic' or 'offline_folder' (none is given)"
+                f"dataset {name!r}: set one of {', '.join(map(repr, source_keys()))} to say where it comes from"
+                " (none is given)"
             )
         if not entry.get("splits"):
             raise TokenpruneError(f"dataset {name!r}: 'splits' is empty; name at least one split")
-        known = {
-            "irds_id",
-            "beir_folder",
-            "offline_folder",
-            "splits",
-            "document_fields",
-            "relevance_gain",
-            "classic",
-            "classic_folder",
-        }
+        # The spec's own fields; any other key (a stage's setting, a registered source's key) goes to extra.
+        known = {spec_field.name for spec_field in fields(cls)} - {"name", "extra"}
         gain = entry.get("relevance_gain")
         splits = entry["splits"]
         return cls(
