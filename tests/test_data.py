@@ -280,4 +280,4 @@ def test_a_registered_source_kind_reads_the_datasets_it_applies_to(monkeypatch, 
     assert sources.open_collection(spec, None, tmp_path) == "a source" and opened == ["docs.txt"]
     # A spec of no kind at all names every key that would select one.
     with pytest.raises(TokenpruneError, match="set one of 'beir_folder', 'classic', 'irds_id', 'lines_file'"):
-        DatasetSpec.from_config("none", {"splits": ["test"]})
+        sources.open_collection(DatasetSpec.from_config("none", {"splits": ["test"]}), None, tmp_path)

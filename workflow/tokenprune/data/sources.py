@@ -324,6 +324,11 @@ def open_collection(spec: DatasetSpec, data_dir: Path | None, irds_home: Path) -
     ``IR_DATASETS_HOME`` must already point at ``irds_home`` when
     ir_datasets is first imported: it reads the variable at import time.
     """
+    if not any(getattr(spec, key, None) or spec.extra.get(key) for key in source_keys()):
+        raise TokenpruneError(
+            f"dataset {spec.name!r}: set one of {', '.join(map(repr, source_keys()))} to say where it comes from"
+            " (none is given)"
+        )
     offline = data_dir / spec.offline_folder if data_dir and spec.offline_folder else None
     kind = next(kind for kind in SOURCE_KINDS if kind.applies(spec, offline))
     return kind.opens(spec, offline, irds_home)

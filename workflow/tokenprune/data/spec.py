@@ -65,13 +65,6 @@ class DatasetSpec:
         Keys that belong to other stages (e.g. ``query_max_length``) are
         kept in :attr:`extra`.
         """
-        from tokenprune.data.sources import source_keys
-
-        if not any(entry.get(key) for key in source_keys()):
-            raise TokenpruneError(
-                f"dataset {name!r}: set one of {', '.join(map(repr, source_keys()))} to say where it comes from"
-                " (none is given)"
-            )
         if not entry.get("splits"):
             raise TokenpruneError(f"dataset {name!r}: 'splits' is empty; name at least one split")
         # The spec's own fields; any other key (a stage's setting, a registered source's key) goes to extra.
