@@ -205,12 +205,19 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
         "comparison.html",
         "comparison.md",
         "comparison.tex",
+        "headline.html",
         "inloop_vs_posthoc.csv",
         "strategy_pairs.csv",
     ]
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     assert table.loc["first", "nDCG@10 delta"] == pytest.approx(-0.3, abs=1e-6)
     assert bool(table.loc["first", "nDCG@10 significant"])
+    # The report's opening table: the references, then each k's strategies; no post-hoc run here.
+    (headline,) = pd.read_html(out / "headline.html", encoding="utf-8")
+    assert list(headline["method"]) == ["BM25", "ColBERT (no pruning)", "first"]
+    first = headline.set_index("method").loc["first"]
+    assert (str(first["k"]), str(first["% tokens"]), first["nDCG@10, post hoc"]) == ("10", "10.0", "– (none)")
+    assert float(first["nDCG@10, in the loop"]) == pytest.approx(table.loc["first", "nDCG@10"], abs=5e-4)
 
     def summarize_on_sci(systems: list[str], alpha: float = 0.05) -> None:
         summarize(

@@ -334,8 +334,10 @@ def embedded_files(report: str) -> dict[str, bytes]:
     return {name: base64.b64decode(data) for name, data in pattern.findall(report)}
 
 
-@pytest.mark.slow
-def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory) -> Path:
+    """The tiny study run into its HTML report; the folder it ran in."""
+    tmp_path = tmp_path_factory.mktemp("tiny-study")
     config = tiny_study(tmp_path)
     workflow = [
         "snakemake",
@@ -350,6 +352,12 @@ def test_tiny_study_runs_into_the_html_report(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-3000:]
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_into_the_html_report(tiny_report: Path) -> None:
+    tmp_path = tiny_report
 
     summary = tmp_path / "results" / "summary" / "tiny" / "test.exact"
     table = pd.read_csv(summary / "comparison.csv")
@@ -412,3 +420,29 @@ def test_seed_spread_preset(tmp_path: Path) -> None:
     # (baseline + 5 strategies at k=50) x 3 seeds; a step-0 model per seed; post-hoc from each seed's baseline.
     assert jobs["train"] == 6 * 3 and jobs["initial_model"] == 3
     assert jobs["posthoc_index"] == (3 + 1) * 2  # 3 trained baselines and the untrained backbone, 2 collections
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 1600, 1920])
+def test_the_report_opens_at_its_top_on_the_answer_with_nothing_overlapping(tiny_report: Path, width: int) -> None:
+    """In headless Chromium: the page opens at its top; the verdicts, the headline table, the
+    trade-off figure and the full tables come in that order; the rule graph covers none of them."""
+    from report_browser import chromium, measure_opening_page, overlaps
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium (Debian's package) and no root to install it with apt")
+    page = measure_opening_page(browser, tiny_report / "reports" / "report.html", width)
+    assert page["scrollTop"] == 0 and 0 <= page["heading"]["top"] < 200
+    kinds = [(item["kind"], item["classes"]) for item in page["items"]]
+    tops = [item["box"]["top"] for item in page["items"]]
+    assert tops == sorted(tops)
+    assert kinds[:4] == [
+        ("table", "comparison verdicts"),
+        ("table", "comparison headline"),
+        ("img", ""),
+        ("table", "comparison"),
+    ], kinds
+    for item in page["items"]:
+        assert not overlaps(item["visible"], page["graph"]), (width, item["kind"], item["classes"])
+        assert item["visible"]["right"] <= page["width"], (width, item["kind"], item["classes"])

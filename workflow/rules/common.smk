@@ -49,6 +49,7 @@ from tokenprune.layout import (
     CONTRAST,
     DATA_DIR,
     DIAGNOSTICS_DIR,
+    HEADLINE,
     IDF,
     INDEX_DIR,
     INDEX_SHARD_DIR,
@@ -445,12 +446,13 @@ def claims_inputs(wildcards):
 
 def report_targets():
     """The default target: every table and figure of the report."""
-    targets = [f"{CLAIMS}.csv", f"{CLAIMS}.md"]
+    targets = [f"{CLAIMS}.csv", f"{CLAIMS}.md", f"{CLAIMS}_verdicts.html"]
     for corpus, split in evaluation_sets():
         for mode in config["retrieval"]["modes"]:
             where = dict(corpus=corpus, split=split, mode=mode)
             comparison = COMPARISON.format(**where)
             targets += [f"{comparison}.{fmt}" for fmt in ("csv", "md", "html", "tex")]
+            targets.append(f"{HEADLINE.format(**where)}.html")
             targets += [
                 f"{tradeoff_plot(measure).format(**where)}.png"
                 for measure in evaluation_metrics(corpus, split)

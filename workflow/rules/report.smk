@@ -32,6 +32,7 @@ rule summarize:
         markdown=f"{COMPARISON}.md",
         latex=f"{COMPARISON}.tex",
         pairs=f"{PAIRS}.csv",
+        headline=f"{HEADLINE}.html",
         contrast=report(
             f"{CONTRAST}.csv",
             caption="../report/contrast_csv.rst",
@@ -78,6 +79,7 @@ rule claims:
         claims_inputs,
     output:
         csv=f"{CLAIMS}.csv",
+        verdicts=f"{CLAIMS}_verdicts.html",
         markdown=report(
             f"{CLAIMS}.md",
             caption="../report/claims.rst",
@@ -120,6 +122,7 @@ rule plot_tradeoff:
             },
         ),
         svg=f"{TRADEOFF_PLOT}.svg",
+        html=f"{TRADEOFF_PLOT}.html",
     log:
         "logs/plot_tradeoff/{corpus}/{split}.{mode}.{slug}.log",
     conda:

@@ -45,6 +45,8 @@ __all__ = [
     "CHECKPOINT_DIR",
     "COMPARISON_STEM",
     "CONTRAST_STEM",
+    "HEADLINE",
+    "HEADLINE_STEM",
     "PAIRS_STEM",
     "TRADEOFF_STEM",
     "LOSS_STEM",
@@ -108,6 +110,8 @@ COMPARISON_STEM = "comparison"
 CONTRAST_STEM = "inloop_vs_posthoc"
 # Every pair of in-loop strategies at one k, tested.
 PAIRS_STEM = "strategy_pairs"
+# The report's opening table: the references and, per k, each strategy in the loop and post hoc.
+HEADLINE_STEM = "headline"
 TRADEOFF_STEM = "index_size_vs_{slug}"
 LOSS_STEM = "training_loss"
 POSITIONS_STEM = "kept_positions"
@@ -115,6 +119,7 @@ TOP_TOKENS_STEM = "kept_tokens"
 COMPARISON = f"{SUMMARY_DIR}/{COMPARISON_STEM}"
 CONTRAST = f"{SUMMARY_DIR}/{CONTRAST_STEM}"
 PAIRS = f"{SUMMARY_DIR}/{PAIRS_STEM}"
+HEADLINE = f"{SUMMARY_DIR}/{HEADLINE_STEM}"
 # The verdicts on the paper's claims, over every evaluation set of the study.
 CLAIMS = "results/summary/claims"
 TRAINING_LOSS = f"{TRAINING_SUMMARY_DIR}/{LOSS_STEM}"

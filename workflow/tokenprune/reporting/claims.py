@@ -13,6 +13,7 @@ the family the claim names; the query- and seed-level p-values stand beside it.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -27,9 +28,10 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import COMPARISON_STEM, CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.statistics import holm_adjust, margin_p_values
-from tokenprune.reporting.tables import format_p
+from tokenprune.reporting.tables import TABLE_STYLE, format_p
 
 __all__ = [
+    "verdicts_html",
     "CLAIMS",
     "CLAIM_COLUMNS",
     "COST_MARGIN",
@@ -508,14 +510,35 @@ def claims_markdown(table: pd.DataFrame, *, study: str, alpha: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdicts_html(table: pd.DataFrame) -> str:
+    """The verdict counts per claim as an HTML fragment: the first table of the report's opening page."""
+    counts = verdict_counts(table)
+    counts.index = [CLAIMS[key].label for key in counts.index]
+    measures = ", ".join(sorted(set(table["measure"])))
+    caption = f"Verdicts on the paper's claims ({measures}), over {len(_evaluation_sets(table))} evaluation set(s)"
+    body = counts.rename_axis(index="claim").reset_index().to_html(index=False, border=0, classes="comparison verdicts")
+    body = body.replace(
+        '<table class="dataframe comparison verdicts">',
+        f'<table class="comparison verdicts">\n<caption>{html.escape(caption)}</caption>',
+        1,
+    )
+    return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
+
+
 def write_claims(table: pd.DataFrame, stem: str | Path, *, study: str, alpha: float) -> dict[str, Path]:
-    """Write ``<stem>.csv`` (every number) and ``<stem>.md``, each atomically."""
+    """Write ``<stem>.csv`` (every number), ``<stem>.md`` and ``<stem>_verdicts.html``, each atomically."""
     stem = Path(stem)
-    written = {"csv": stem.with_suffix(".csv"), "md": stem.with_suffix(".md")}
+    written = {
+        "csv": stem.with_suffix(".csv"),
+        "md": stem.with_suffix(".md"),
+        "html": stem.with_name(f"{stem.name}_verdicts.html"),
+    }
     with atomic_file(written["csv"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_file(written["md"]) as tmp:
         tmp.write_text(claims_markdown(table, study=study, alpha=alpha), encoding="utf-8")
+    with atomic_file(written["html"]) as tmp:
+        tmp.write_text(verdicts_html(table), encoding="utf-8")
     return written
 
 

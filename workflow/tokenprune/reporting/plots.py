@@ -7,6 +7,8 @@ PNG and SVG. A strategy has the same colour in every figure.
 
 from __future__ import annotations
 
+import base64
+import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +27,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from tokenprune.io import atomic_file  # noqa: E402
 
 __all__ = [
+    "write_embedded_png",
     "STRATEGY_COLOURS",
     "REFERENCE_COLOURS",
     "K_LINESTYLES",
@@ -89,6 +92,18 @@ def save_figure(figure: Figure, stem: str | Path, formats: Sequence[str] = FIGUR
         written.append(path)
     plt.close(figure)
     return written
+
+
+def write_embedded_png(png: Path, *, alt: str) -> Path:
+    """``<png stem>.html``: an ``<img>`` holding ``png`` as a data URI, written atomically."""
+    encoded = base64.b64encode(png.read_bytes()).decode("ascii")
+    path = png.with_suffix(".html")
+    with atomic_file(path) as tmp:
+        tmp.write_text(
+            f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}" style="width: 100%; max-width: 60rem;">\n',
+            encoding="utf-8",
+        )
+    return path
 
 
 def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Figure:

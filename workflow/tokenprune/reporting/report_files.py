@@ -151,7 +151,9 @@ def read_comparison_csv(path: str | Path) -> pd.DataFrame:
 def plot_tradeoffs(
     table_path: str | Path, measures: Sequence[str], output_dir: str | Path, *, title: str = ""
 ) -> list[Path]:
-    """One index-size vs measure figure (PNG + SVG) per measure, from a comparison table."""
+    """One index-size vs measure figure per measure, from a comparison table: PNG, SVG, and an HTML
+    fragment with the PNG inline (the report's opening page shows it; Snakemake's ``embeddedfigure``
+    directive leaves its file path in place instead of the image)."""
     table = read_comparison_csv(table_path)
     missing = [name for name in measures if name not in table.columns]
     if missing:
@@ -159,7 +161,9 @@ def plot_tradeoffs(
     written = []
     for name in measures:
         figure = plots.tradeoff_figure(table, name, title=f"{title}: index size vs {name}" if title else "")
-        written += plots.save_figure(figure, Path(output_dir) / TRADEOFF_STEM.format(slug=measure_slug(name)))
+        stem = Path(output_dir) / TRADEOFF_STEM.format(slug=measure_slug(name))
+        written += plots.save_figure(figure, stem)
+        written.append(plots.write_embedded_png(stem.with_name(f"{stem.name}.png"), alt=f"index size vs {name}"))
     return written
 
 

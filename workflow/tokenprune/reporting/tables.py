@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tokenprune.io import atomic_file
-from tokenprune.layout import CONTRAST_STEM, PAIRS_STEM
+from tokenprune.layout import CONTRAST_STEM, HEADLINE_STEM, PAIRS_STEM
 from tokenprune.reporting.paper import PAPER_LABEL
 from tokenprune.reporting.summary import Comparison
 
@@ -36,6 +36,9 @@ __all__ = [
     "to_html",
     "to_latex",
     "write_tables",
+    "headline_table",
+    "headline_html",
+    "TABLE_STYLE",
 ]
 
 TABLE_FORMATS = ("csv", "md", "html", "tex")
@@ -224,16 +227,18 @@ def to_markdown(comparison: Comparison) -> str:
     return text
 
 
-_HTML_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-caption { font-weight: 600; text-align: left; padding-bottom: .5em; }
-th, td { padding: .3em .8em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
-tbody tr:last-child td { border-bottom: 2px solid #222; }
-tbody tr:nth-child(even) { background: #f5f5f5; }
-p.footnote { max-width: 60em; font-size: .9em; color: #444; }
+# Scoped to the tables' own wrapper: the report embeds these pages in its opening page, where a
+# rule on `body` or on every `table` would restyle (and, with a margin, widen) the whole report.
+TABLE_STYLE = """
+.tokenprune-tables { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
+.tokenprune-tables table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin-bottom: 1em; }
+.tokenprune-tables caption { font-weight: 600; text-align: left; padding-bottom: .5em; }
+.tokenprune-tables th, .tokenprune-tables td { padding: .3em .8em; text-align: right; }
+.tokenprune-tables th:first-child, .tokenprune-tables td:first-child { text-align: left; }
+.tokenprune-tables thead th { border-top: 2px solid #222; border-bottom: 1px solid #222; }
+.tokenprune-tables tbody tr:last-child td { border-bottom: 2px solid #222; }
+.tokenprune-tables tbody tr:nth-child(even) { background: #f5f5f5; }
+.tokenprune-tables p.footnote { max-width: 60em; font-size: .9em; color: #444; }
 """
 
 
@@ -258,9 +263,67 @@ def to_html(comparison: Comparison) -> str:
         note = footnote(comparison, "html")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title(comparison))}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
-        f'{body}\n<p class="footnote">{note}</p>\n</body>\n</html>\n'
+        f"<title>{html.escape(title(comparison))}</title>\n<style>{TABLE_STYLE}</style>\n</head>\n<body>\n"
+        f'<div class="tokenprune-tables">\n{body}\n<p class="footnote">{note}</p>\n</div>\n</body>\n</html>\n'
     )
+
+
+#: The references the headline table opens on, in this order.
+HEADLINE_REFERENCES = ("bm25", "untrained", "step0", "baseline")
+
+
+def headline_table(comparison: Comparison) -> pd.DataFrame:
+    """The answer at a glance, on the first measure: the references, then per k each strategy
+    trained in the loop beside the same selection applied post hoc to the trained baseline, with
+    the in-loop − post-hoc difference and its Holm-corrected p (``†`` where significant)."""
+    measure = comparison.measures[0]
+    # Uncompressed rows only (BM25 has no storage).
+    table = comparison.table[comparison.table["storage"].fillna("").isin(["", "fp16"])]
+    contrast = comparison.contrast[comparison.contrast["measure"] == measure]
+    rows = []
+    for kind in HEADLINE_REFERENCES:
+        for _, row in table[table["kind"] == kind].iterrows():
+            rows.append(
+                {
+                    "method": row["method"],
+                    "k": "–",
+                    "% tokens": _number(row["percent_tokens_kept"], 1),
+                    f"{measure}, in the loop": _number(row[measure]),
+                    f"{measure}, post hoc": "",
+                    "Δ (in-loop − post-hoc)": "",
+                    "p (Holm)": "",
+                }
+            )
+    in_loop = table[table["kind"] == "pruned"]
+    for k in sorted(in_loop["k"].dropna().unique(), reverse=True):
+        for _, row in in_loop[in_loop["k"] == k].iterrows():
+            post_hoc = table[(table["kind"] == "posthoc") & (table["strategy"] == row["strategy"]) & (table["k"] == k)]
+            tested = contrast[(contrast["strategy"] == row["strategy"]) & (contrast["k"] == k)]
+            mark = "†" if len(tested) and bool(tested["significant"].iloc[0]) else ""
+            rows.append(
+                {
+                    "method": row["strategy"],
+                    "k": str(int(k)),
+                    "% tokens": _number(row["percent_tokens_kept"], 1),
+                    f"{measure}, in the loop": _number(row[measure]),
+                    f"{measure}, post hoc": _number(post_hoc[measure].iloc[0]) if len(post_hoc) else "– (none)",
+                    "Δ (in-loop − post-hoc)": _signed(tested["delta"].iloc[0]) + mark if len(tested) else "",
+                    "p (Holm)": format_p(tested["p_holm"].iloc[0]) if len(tested) else "",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def headline_html(comparison: Comparison) -> str:
+    """:func:`headline_table` as an HTML fragment, for the report's opening page."""
+    caption = f"At a glance: {title(comparison)}, {comparison.measures[0]}"
+    body = headline_table(comparison).to_html(index=False, escape=True, border=0, classes="comparison headline")
+    body = body.replace(
+        '<table class="dataframe comparison headline">',
+        f'<table class="comparison headline">\n<caption>{html.escape(caption)}</caption>',
+        1,
+    )
+    return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
 
 
 def to_latex(comparison: Comparison) -> str:
@@ -314,4 +377,8 @@ def write_tables(comparison: Comparison, output_dir: str | Path, stem: str = "co
         with atomic_file(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         written[fmt] = path
+    path = output_dir / f"{HEADLINE_STEM}.html"
+    with atomic_file(path) as tmp:
+        tmp.write_text(headline_html(comparison), encoding="utf-8")
+    written["headline"] = path
     return written
