@@ -39,6 +39,7 @@ __all__ = [
     "headline_table",
     "headline_html",
     "TABLE_STYLE",
+    "HEADLINE_REFERENCES",
 ]
 
 TABLE_FORMATS = ("csv", "md", "html", "tex")
