@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TOKENPRUNE_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -103,3 +105,48 @@ def fake_nvidia_smi(folder: Path, listing: str, exit_code: int = 0) -> Path:
     script.write_text(f"#!/bin/sh\nprintf '%s' '{listing}'\nexit {exit_code}\n")
     script.chmod(0o755)
     return folder
+
+
+def tiny_study(folder: Path) -> Path:
+    """A BEIR folder and a config for a study that runs in a minute or two on a CPU."""
+    data = write_topics_collection(folder / "collection")
+    config = {
+        "datasets": {"tiny": {"beir_folder": str(data), "splits": ["train", "test"]}},
+        "train": {"dataset": "tiny", "split": "train"},
+        "evaluate": [{"dataset": "tiny", "split": "test"}],
+        "model": {"dim": 16, "passage_max_length": 32, "query_max_length": 16},
+        "strategies": ["none", "first", "attention"],
+        "k": [4],
+        "training": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "negatives_per_query": 2, "checkpoint_every": 2},
+        # Two shard jobs per index (8 documents each), merged: the sharded path runs end to end.
+        "indexing": {"shards": 2, "chunk_documents": 8},
+        "metrics": ["nDCG@10", "RR@10"],
+        "seeds": [1],
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory) -> Path:
+    """The tiny study run locally into its HTML report, once per test session; the folder it ran in.
+
+    Shared by the report tests and the SLURM test, which compares its metrics with these.
+    """
+    tmp_path = tmp_path_factory.mktemp("tiny-study")
+    config = tiny_study(tmp_path)
+    workflow = [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(config),
+    ]
+    run = subprocess.run([*workflow, "--cores", "2", "--quiet", "all"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+    return tmp_path

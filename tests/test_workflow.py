@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, fake_nvidia_smi, write_topics_collection
+from conftest import REPO, fake_nvidia_smi
 from tokenprune.config import schema_defaults
 
 
@@ -307,52 +307,10 @@ def test_typo_in_config_fails_at_dry_run(tmp_path: Path) -> None:
         dry_run(tmp_path, {"strategies": ["atention"]})
 
 
-def tiny_study(folder: Path) -> Path:
-    """A BEIR folder and a config for a study that runs in a minute or two on a CPU."""
-    data = write_topics_collection(folder / "collection")
-    config = {
-        "datasets": {"tiny": {"beir_folder": str(data), "splits": ["train", "test"]}},
-        "train": {"dataset": "tiny", "split": "train"},
-        "evaluate": [{"dataset": "tiny", "split": "test"}],
-        "model": {"dim": 16, "passage_max_length": 32, "query_max_length": 16},
-        "strategies": ["none", "first", "attention"],
-        "k": [4],
-        "training": {"steps": 2, "batch_size": 2, "warmup_steps": 1, "negatives_per_query": 2, "checkpoint_every": 2},
-        # Two shard jobs per index (8 documents each), merged: the sharded path runs end to end.
-        "indexing": {"shards": 2, "chunk_documents": 8},
-        "metrics": ["nDCG@10", "RR@10"],
-        "seeds": [1],
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def embedded_files(report: str) -> dict[str, bytes]:
     """The result files a Snakemake HTML report embeds, by file name."""
     pattern = re.compile(r"data:[\w/+.-]+;charset=[\w-]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)")
     return {name: base64.b64decode(data) for name, data in pattern.findall(report)}
-
-
-@pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory) -> Path:
-    """The tiny study run into its HTML report; the folder it ran in."""
-    tmp_path = tmp_path_factory.mktemp("tiny-study")
-    config = tiny_study(tmp_path)
-    workflow = [
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(config),
-    ]
-    run = subprocess.run([*workflow, "--cores", "2", "--quiet", "all"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)
-    assert report.returncode == 0, report.stderr[-3000:]
-    return tmp_path
 
 
 @pytest.mark.slow
