@@ -13,7 +13,6 @@ the family the claim names; the query- and seed-level p-values stand beside it.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import COMPARISON_STEM, CONTRAST_STEM, PAIRS_STEM
 from tokenprune.reporting.statistics import holm_adjust, margin_p_values
-from tokenprune.reporting.tables import TABLE_STYLE, format_p
+from tokenprune.reporting.tables import captioned_html_table, format_p, styled_html_fragment
 
 __all__ = [
     "verdicts_html",
@@ -516,13 +515,8 @@ def verdicts_html(table: pd.DataFrame) -> str:
     counts.index = [CLAIMS[key].label for key in counts.index]
     measures = ", ".join(sorted(set(table["measure"])))
     caption = f"Verdicts on the paper's claims ({measures}), over {len(_evaluation_sets(table))} evaluation set(s)"
-    body = counts.rename_axis(index="claim").reset_index().to_html(index=False, border=0, classes="comparison verdicts")
-    body = body.replace(
-        '<table class="dataframe comparison verdicts">',
-        f'<table class="comparison verdicts">\n<caption>{html.escape(caption)}</caption>',
-        1,
-    )
-    return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
+    table_html = captioned_html_table(counts.rename_axis(index="claim").reset_index(), caption, "comparison verdicts")
+    return styled_html_fragment(table_html)
 
 
 def write_claims(table: pd.DataFrame, stem: str | Path, *, study: str, alpha: float) -> dict[str, Path]:

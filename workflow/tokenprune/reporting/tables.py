@@ -39,6 +39,8 @@ __all__ = [
     "headline_table",
     "headline_html",
     "TABLE_STYLE",
+    "captioned_html_table",
+    "styled_html_fragment",
     "HEADLINE_REFERENCES",
 ]
 
@@ -245,19 +247,9 @@ TABLE_STYLE = """
 
 def to_html(comparison: Comparison) -> str:
     """A standalone HTML page (the report shows it as is)."""
-    body = display_table(comparison, "html").to_html(index=False, escape=False, border=0, classes="comparison")
-    body = body.replace(
-        '<table class="dataframe comparison">',
-        f'<table class="comparison">\n<caption>{html.escape(title(comparison))}</caption>',
-        1,
-    )
+    body = captioned_html_table(display_table(comparison, "html"), title(comparison), "comparison", escape=False)
     if len(comparison.contrast):
-        contrast = contrast_table(comparison, "html").to_html(index=False, escape=False, border=0, classes="comparison")
-        contrast = contrast.replace(
-            '<table class="dataframe comparison">',
-            f'<table class="comparison">\n<caption>{CONTRAST_TITLE}</caption>',
-            1,
-        )
+        contrast = captioned_html_table(contrast_table(comparison, "html"), CONTRAST_TITLE, "comparison", escape=False)
         body += f'\n<p class="footnote">{footnote(comparison, "html")}</p>\n{contrast}'
         note = contrast_note(comparison, "html")
     else:
@@ -271,6 +263,21 @@ def to_html(comparison: Comparison) -> str:
 
 #: The references the headline table opens on, in this order.
 HEADLINE_REFERENCES = ("bm25", "untrained", "step0", "baseline")
+
+
+def captioned_html_table(frame: pd.DataFrame, caption: str, classes: str, *, escape: bool = True) -> str:
+    """``frame`` as an HTML ``<table class="{classes}">`` that opens with ``caption``."""
+    body = frame.to_html(index=False, escape=escape, border=0, classes=classes)
+    return body.replace(
+        f'<table class="dataframe {classes}">',
+        f'<table class="{classes}">\n<caption>{html.escape(caption)}</caption>',
+        1,
+    )
+
+
+def styled_html_fragment(body: str) -> str:
+    """``body`` in the tables' wrapper with their scoped style, to embed in another page (the report's)."""
+    return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
 
 
 def headline_table(comparison: Comparison) -> pd.DataFrame:
@@ -318,13 +325,7 @@ def headline_table(comparison: Comparison) -> pd.DataFrame:
 def headline_html(comparison: Comparison) -> str:
     """:func:`headline_table` as an HTML fragment, for the report's opening page."""
     caption = f"At a glance: {title(comparison)}, {comparison.measures[0]}"
-    body = headline_table(comparison).to_html(index=False, escape=True, border=0, classes="comparison headline")
-    body = body.replace(
-        '<table class="dataframe comparison headline">',
-        f'<table class="comparison headline">\n<caption>{html.escape(caption)}</caption>',
-        1,
-    )
-    return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
+    return styled_html_fragment(captioned_html_table(headline_table(comparison), caption, "comparison headline"))
 
 
 def to_latex(comparison: Comparison) -> str:
