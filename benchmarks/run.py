@@ -191,7 +191,7 @@ def bench_training(
                 q_ids, q_mask = model.tokenize_queries(queries)
                 q_ids, q_mask = pad_to(q_ids, q_mask, model.config.query_max_length, model.tokenizer.pad_token_id)
                 hidden = model.backbone(input_ids=q_ids, attention_mask=q_mask).last_hidden_state
-                query_vectors, query_mask = model._project(hidden), q_mask.bool()
+                query_vectors, query_mask = model._project(hidden, normalize=model.config.normalize), q_mask.bool()
                 p_ids, p_mask = model.tokenize_passages(positives + negatives)
                 p_ids, p_mask = pad_to(p_ids, p_mask, model.config.passage_max_length, model.tokenizer.pad_token_id)
                 passages = model.encode_passage_ids(p_ids, p_mask)

@@ -103,18 +103,27 @@ def test_strategy_names_agree_with_the_registry_and_the_schema() -> None:
 
     from tokenprune.config import load_schema
     from tokenprune.selection import SELECTORS, make_selector
-    from tokenprune.strategies import INSERTING_STRATEGIES, POSTHOC_STRATEGIES, STRATEGIES
+    from tokenprune.strategies import (
+        CORPUS_FITTED_STRATEGIES,
+        IN_LOOP_ONLY_STRATEGIES,
+        INSERTING_STRATEGIES,
+        POSTHOC_STRATEGIES,
+        STRATEGIES,
+        TRAINED_STRATEGIES,
+    )
 
     assert list(SELECTORS) == list(STRATEGIES)
     properties = load_schema()["properties"]
-    assert properties["strategies"]["items"]["enum"] == list(STRATEGIES)
+    assert properties["strategies"]["items"]["enum"] == list(TRAINED_STRATEGIES)
     assert properties["controls"]["properties"]["posthoc_strategies"]["items"]["enum"] == list(POSTHOC_STRATEGIES)
-    inserting = {
-        name
-        for name in STRATEGIES
-        if make_selector(name, None if name == "none" else 3, idf=torch.ones(8), unused_ids=[5, 6, 7]).prefix_ids()
-    }
-    assert inserting == INSERTING_STRATEGIES == {"unused"}
+    resources = {"idf": torch.ones(8), "unused_ids": [5, 6, 7], "passage_length": 16, "normalize": True}
+    selectors = {name: make_selector(name, None if name == "none" else 3, **resources) for name in STRATEGIES}
+    assert {name for name, selector in selectors.items() if selector.prefix_ids()} == INSERTING_STRATEGIES == {"unused"}
+    trainable = {name for name, selector in selectors.items() if selector.trainable_module() is not None}
+    assert trainable == IN_LOOP_ONLY_STRATEGIES - INSERTING_STRATEGIES == {"const"}
+    fitted = {name for name, selector in selectors.items() if selector.needs_corpus_counts}
+    assert fitted == CORPUS_FITTED_STRATEGIES == {"attention_var", "pool_var", "static"}
+    assert "static" not in TRAINED_STRATEGIES and "const" not in POSTHOC_STRATEGIES
 
 
 def test_library_defaults_are_the_schema_defaults() -> None:

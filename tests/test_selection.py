@@ -27,7 +27,18 @@ def kept(mask: torch.Tensor) -> list[list[int]]:
 
 
 def test_registry_lists_every_strategy() -> None:
-    assert sorted(SELECTORS) == ["attention", "first", "idf", "none", "pool", "unused"]
+    assert sorted(SELECTORS) == [
+        "attention",
+        "attention_var",
+        "const",
+        "first",
+        "idf",
+        "none",
+        "pool",
+        "pool_var",
+        "static",
+        "unused",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -136,7 +147,8 @@ def test_k_must_be_a_positive_integer(k) -> None:
 def test_unknown_strategy_names_the_known_ones() -> None:
     with pytest.raises(
         TokenpruneError,
-        match=r"unknown strategy 'random'; choose from \['attention', 'first', 'idf', 'none', 'pool', 'unused'\]",
+        match=r"unknown strategy 'random'; choose from \['attention', 'attention_var', 'const', 'first', 'idf', 'none', "
+        r"'pool', 'pool_var', 'static', 'unused'\]",
     ):
         make_selector("random", 3)
 

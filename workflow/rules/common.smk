@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from tokenprune.devices import visible_gpu_count
-from tokenprune.strategies import STRATEGY_PATTERN
+from tokenprune.strategies import TRAINED_STRATEGY_PATTERN
 
 TRAIN = config["train"]
 MODEL = config["model"]
@@ -15,7 +15,7 @@ REPORT = config["report"]
 CONTROLS = config["controls"]
 COMPRESSION = config["compression"]
 # Strategies trained with the selection in the loop; the step-0 model is indexed like them.
-TRAINED_STRATEGY = STRATEGY_PATTERN
+TRAINED_STRATEGY = TRAINED_STRATEGY_PATTERN
 
 # The torch stages (train, index, posthoc_index, retrieve) ask for one GPU each
 # where this machine has GPUs, so `--resources gpu=N` runs N at a time. On a

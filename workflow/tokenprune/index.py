@@ -271,10 +271,10 @@ def build_posthoc_indexes(
         that cannot give its attention weights.
     """
     for selector in selections.values():
-        if selector.prefix_ids():
+        if selector.name not in POSTHOC_STRATEGIES:
             raise TokenpruneError(
-                f"strategy {selector.name!r} inserts tokens into the passage, so it cannot be applied after "
-                f"encoding; post-hoc indexes take {', '.join(POSTHOC_STRATEGIES)}"
+                f"strategy {selector.name!r} has no post-hoc form (unused inserts tokens into the passage, const "
+                f"mixes them with trained weights); post-hoc indexes take {', '.join(POSTHOC_STRATEGIES)}"
             )
         if selector.needs_attention:
             from tokenprune.attention import last_self_attention
@@ -395,6 +395,7 @@ def build_indexes(
     """
     first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
+    model.fit_to_collection(dataset, selections.values(), chunk_documents)
     precision = resolve_precision(precision, model.device, "encoding")
     with_attention = any(selector.needs_attention for selector in selections.values())
     inserted = torch.tensor(model.selector.prefix_ids(), dtype=torch.long, device=model.device)
@@ -431,6 +432,7 @@ def build_indexes(
             selection = {"strategy": selector.name, "k": selector.k, "dim": model.config.dim}
             stats = _index_stats(selection, writer.per_document, unpruned, component_bytes)
             stats["selection"] = "in-loop" if selector is model.selector else "post-hoc"
+            stats.update(selector.fitted())
             stats["model_strategy"] = model.config.strategy
             stats["candidate_tokens"] = model.config.candidate_tokens
             stats["document_range"] = [first_document, end_document]

@@ -15,10 +15,12 @@ import json
 import logging
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,12 +33,23 @@ from tokenprune.attention import (
     swap_dropout,
 )
 from tokenprune.backbone import load_tokenizer, resolve_backbone
+from tokenprune.budgets import CandidateCounts
 from tokenprune.config import schema_default
 from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_directory
 from tokenprune.pylate_format import PylateColBERT, is_pylate_folder, read_pylate_folder
-from tokenprune.selection import CANDIDATE_RULES, PassageBatch, PassageVectors, TokenSelector, make_selector
+from tokenprune.selection import (
+    CANDIDATE_RULES,
+    PassageBatch,
+    PassageVectors,
+    TokenSelector,
+    candidate_mask,
+    make_selector,
+)
 from tokenprune.strategies import check_strategy_k
+
+if TYPE_CHECKING:
+    from tokenprune.data import PreparedDataset
 
 __all__ = [
     "QUERY_MARKER",
@@ -207,7 +220,16 @@ class ColBERT(nn.Module):
             ),
         )
         self.unused_ids = [index for _, index in unused if index not in (self.query_marker_id, self.document_marker_id)]
-        self.selector = make_selector(config.strategy, config.k, idf=idf, unused_ids=self.unused_ids)
+        self.selector = make_selector(
+            config.strategy,
+            config.k,
+            idf=idf,
+            unused_ids=self.unused_ids,
+            passage_length=config.passage_max_length,
+            normalize=config.normalize,
+        )
+        # A selection layer with weights of its own (const) is part of the model: trained, saved and moved with it.
+        self.selection_layer: nn.Module | None = self.selector.trainable_module()
         if self.selector.needs_attention:
             try:
                 last_self_attention(backbone)
@@ -375,15 +397,15 @@ class ColBERT(nn.Module):
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     # ------------------------------------------------------------------ encoding
-    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
+    def _project(self, hidden: torch.Tensor, *, normalize: bool) -> torch.Tensor:
         vectors = self.projection(hidden)
-        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+        return F.normalize(vectors, dim=-1) if normalize else vectors
 
     def encode_queries(self, texts: list[str], max_length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Query vectors ``[batch, length, dim]`` and the mask of vectors that count."""
         input_ids, attention_mask = self.tokenize_queries(texts, max_length)
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self._project(hidden), attention_mask.bool()
+        return self._project(hidden, normalize=self.config.normalize), attention_mask.bool()
 
     def encode_passages(self, texts: list[str]) -> PassageVectors:
         """Passage vectors after the selection layer."""
@@ -428,7 +450,43 @@ class ColBERT(nn.Module):
         attentions = (
             last_layer_attention(self.backbone, output.hidden_states[-2], attention_mask) if with_attention else None
         )
-        return self._project(output.last_hidden_state), self.passage_batch(input_ids, attention_mask, attentions)
+        # A mixing selector (const) takes the vectors before normalisation and normalises its mixtures.
+        normalize = self.config.normalize and not self.selector.mixes_before_normalising
+        vectors = self._project(output.last_hidden_state, normalize=normalize)
+        return vectors, self.passage_batch(input_ids, attention_mask, attentions)
+
+    # ------------------------------------------------------------------ budgets fitted to a collection
+    def count_candidates(self, dataset: PreparedDataset, chunk_documents: int) -> CandidateCounts:
+        """The candidate tokens of every passage of ``dataset`` as this model encodes it (tokenisation only).
+
+        Inserted ids (``unused``) are not counted: they are no passage token.
+        """
+        inserted = torch.tensor(self.selector.prefix_ids(), dtype=torch.long)
+        per_passage: list[np.ndarray] = []
+        per_token = np.zeros(len(self.tokenizer), dtype=np.int64)
+        for _, texts in dataset.corpus_batches(chunk_documents):
+            input_ids, attention_mask = (tensor.cpu() for tensor in self.tokenize_passages(texts))
+            view = self.passage_batch(input_ids, attention_mask)
+            candidates = candidate_mask(view, self.config.candidate_tokens) & ~torch.isin(input_ids, inserted)
+            per_passage.append(candidates.sum(dim=1).numpy())
+            per_token += np.bincount(input_ids[candidates].numpy(), minlength=len(per_token))[: len(per_token)]
+        return CandidateCounts(
+            per_passage=np.concatenate(per_passage) if per_passage else np.zeros(0, dtype=np.int64),
+            per_token=per_token,
+        )
+
+    def fit_to_collection(
+        self, dataset: PreparedDataset, selectors: Iterable[TokenSelector], chunk_documents: int
+    ) -> None:
+        """Fit the selectors that need them to the candidate counts of the whole of ``dataset`` (one counting pass).
+
+        The whole collection, even for one shard's job, so every shard holds the same mean.
+        """
+        fitted = [selector for selector in selectors if selector.needs_corpus_counts]
+        if fitted:
+            counts = self.count_candidates(dataset, chunk_documents)
+            for selector in fitted:
+                selector.fit_to_corpus(counts)
 
     def score(self, queries: list[str], passages: list[str]) -> torch.Tensor:
         """MaxSim scores ``[len(queries), len(passages)]``."""

@@ -68,7 +68,7 @@ def cosine_profiles(vectors: torch.Tensor, members: torch.Tensor) -> torch.Tenso
 
 
 def ward_clusters(
-    features: torch.Tensor, members: torch.Tensor, clusters: int, backend: WardBackend = "auto"
+    features: torch.Tensor, members: torch.Tensor, clusters: int | torch.Tensor, backend: WardBackend = "auto"
 ) -> torch.Tensor:
     """Agglomerate each passage's members into ``clusters`` groups with Ward's criterion.
 
@@ -81,7 +81,7 @@ def ward_clusters(
         ``[batch, length]``, True for the positions to cluster. A passage with
         at most ``clusters`` members keeps each member on its own.
     clusters
-        Groups per passage.
+        Groups per passage: one count for all, or ``[batch]`` counts.
     backend
         ``"scipy"`` (per passage, compiled), ``"tensor"`` (batched tensor
         operations on the features' device) or ``"auto"``: SciPy for CPU
@@ -103,14 +103,17 @@ def ward_clusters(
     raise TokenpruneError(f"unknown Ward backend {backend!r}; choose from 'auto', 'scipy', 'tensor'")
 
 
-def _ward_clusters_scipy(features: torch.Tensor, members: torch.Tensor, clusters: int) -> torch.Tensor:
+def _ward_clusters_scipy(features: torch.Tensor, members: torch.Tensor, clusters: int | torch.Tensor) -> torch.Tensor:
     """:func:`ward_clusters` through SciPy's ``linkage``, one passage at a time."""
     features_of = features.detach().double().cpu().numpy()
     members_of = members.cpu().numpy()
+    counts = np.broadcast_to(
+        np.asarray(clusters.cpu() if isinstance(clusters, torch.Tensor) else clusters), len(members_of)
+    )
     labels = np.full(members_of.shape, -1, dtype=np.int64)
     for passage, (observations, chosen) in enumerate(zip(features_of, members_of, strict=True)):
         positions = np.flatnonzero(chosen)
-        labels[passage, positions] = positions[_flat_ward(observations[positions], clusters)]
+        labels[passage, positions] = positions[_flat_ward(observations[positions], int(counts[passage]))]
     return torch.from_numpy(labels).to(features.device)
 
 
@@ -137,7 +140,7 @@ def _flat_ward(observations: np.ndarray, clusters: int) -> np.ndarray:
     return first[group]
 
 
-def _ward_clusters_tensor(features: torch.Tensor, members: torch.Tensor, clusters: int) -> torch.Tensor:
+def _ward_clusters_tensor(features: torch.Tensor, members: torch.Tensor, clusters: int | torch.Tensor) -> torch.Tensor:
     """:func:`ward_clusters` batched over passages as tensor operations on the features' device."""
     batch, length, _ = features.shape
     # Float64, as SciPy computes: near-equal merge costs must order the same way.
@@ -151,6 +154,8 @@ def _ward_clusters_tensor(features: torch.Tensor, members: torch.Tensor, cluster
     size = members.to(distance.dtype)
     position = torch.arange(length, device=features.device)
     labels = torch.where(members, position, -1)
+    if isinstance(clusters, torch.Tensor):
+        clusters = clusters.to(features.device)
     merges = (members.sum(dim=1) - clusters).clamp(min=0)
     # Each item's nearest other item: the closest pair is then the least of ``length`` values, not of length².
     nearest, neighbour = distance.min(dim=2)

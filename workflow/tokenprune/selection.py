@@ -21,6 +21,11 @@ Whatever the rule, padding is never a candidate, a passage with fewer than
 and ``unused`` keeps exactly its inserted ``[unusedN]`` positions. The
 percentage of tokens kept divides by the candidates of the same rule
 (:func:`candidate_mask`), so above and below the line count alike.
+
+Later families follow the same interface: ``const`` (ConstBERT) stores ``k``
+learned mixtures of the candidates' vectors, and the strategies fitted to the
+collection (``attention_var``, ``pool_var``, ``static``) hold the *mean*
+count at ``k`` while each passage's varies (:mod:`tokenprune.budgets`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from tokenprune.budgets import CandidateCounts, frequent_token_ids, proportional_budgets, share_for_mean
 from tokenprune.errors import TokenpruneError
 from tokenprune.pooling import cluster_means, cosine_profiles, ward_clusters
 from tokenprune.strategies import check_strategy_k
@@ -53,6 +61,11 @@ __all__ = [
     "UnusedTokens",
     "TopAttention",
     "TokenPooling",
+    "ConstVectors",
+    "VariableBudget",
+    "VariableTopAttention",
+    "VariablePooling",
+    "StaticPruning",
     "make_selector",
 ]
 
@@ -159,7 +172,7 @@ def candidate_mask(batch: PassageBatch, rule: str = "content") -> torch.Tensor:
     return candidates
 
 
-def top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
     """Keep the ``k`` highest-scoring candidate positions of each row.
 
     Rows with fewer than ``k`` candidates keep all of them; non-candidates are
@@ -172,18 +185,22 @@ def top_k_mask(scores: torch.Tensor, candidates: torch.Tensor, k: int) -> torch.
     candidates
         ``[batch, length]`` boolean mask of selectable positions.
     k
-        Positions to keep per row.
+        Positions to keep per row: one count for every row, or ``[batch]`` counts (a variable budget).
     """
     length = scores.shape[1]
-    if k >= length:
+    if isinstance(k, int) and k >= length:
         return candidates.clone()
     # A tiny position penalty makes ties resolve to the earlier token, deterministically.
     position = torch.arange(length, device=scores.device, dtype=torch.float64)
     ranked = scores.double() - position * 1e-9
     ranked = ranked.masked_fill(~candidates, float("-inf"))
-    chosen = ranked.topk(k, dim=1).indices
     keep = torch.zeros_like(candidates)
-    keep.scatter_(1, chosen, True)
+    if isinstance(k, int):
+        keep.scatter_(1, ranked.topk(k, dim=1).indices, True)
+    else:
+        order = ranked.argsort(dim=1, descending=True, stable=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(length, device=scores.device).expand_as(order))
+        keep = rank < k.to(scores.device)[:, None]
     return keep & candidates
 
 
@@ -199,6 +216,10 @@ class TokenSelector(ABC):
     name: ClassVar[str]
     #: Whether the backbone must return last-layer attention probabilities.
     needs_attention: ClassVar[bool] = False
+    #: Whether the budgets depend on the encoded collection's token counts (:meth:`fit_to_corpus` first).
+    needs_corpus_counts: ClassVar[bool] = False
+    #: Whether :meth:`reduce` wants the projected vectors before L2 normalisation (it normalises what it stores).
+    mixes_before_normalising: ClassVar[bool] = False
 
     def __init__(self, k: int | None) -> None:
         if self.name != "none":
@@ -215,6 +236,23 @@ class TokenSelector(ABC):
     def prefix_ids(self) -> list[int]:
         """Token ids to insert right after the document marker (only ``unused`` has any)."""
         return []
+
+    def trainable_module(self) -> nn.Module | None:
+        """The selection layer's own trainable parameters, which the model holds and saves (only ``const`` has any)."""
+        return None
+
+    def fit_to_corpus(self, counts: CandidateCounts) -> None:
+        """Fit the budgets to the collection about to be encoded (for selectors with ``needs_corpus_counts``)."""
+        if self.needs_corpus_counts:
+            raise NotImplementedError(f"strategy {self.name!r} needs corpus counts but does not fit to them")
+
+    def fitted(self) -> dict[str, object]:
+        """What :meth:`fit_to_corpus` chose, for the index statistics (empty for a fixed budget)."""
+        return {}
+
+    def row_budgets(self, candidates: torch.Tensor) -> int | torch.Tensor:
+        """Vectors each passage keeps, given its ``[batch, length]`` candidates: ``k`` for all, unless the budget varies."""
+        return self.budget
 
     @abstractmethod
     def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
@@ -246,7 +284,7 @@ class FirstK(TokenSelector):
     def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         candidates = candidate_mask(batch, candidate_tokens)
         position = torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
-        return top_k_mask(-position.float(), candidates, self.budget)
+        return top_k_mask(-position.float(), candidates, self.row_budgets(candidates))
 
 
 @register("idf")
@@ -278,7 +316,8 @@ class TopIdf(TokenSelector):
                 "was the IDF computed with another tokenizer?"
             )
         scores = self.idf.to(batch.input_ids.device)[batch.input_ids]
-        return top_k_mask(scores, candidate_mask(batch, candidate_tokens) & ~batch.special, self.budget)
+        candidates = candidate_mask(batch, candidate_tokens) & ~batch.special
+        return top_k_mask(scores, candidates, self.row_budgets(candidates))
 
 
 @register("unused")
@@ -331,10 +370,11 @@ class TopAttention(TokenSelector):
 
     def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
         if batch.attentions is None:
-            raise TokenpruneError("strategy 'attention' needs the backbone's last-layer attentions")
+            raise TokenpruneError(f"strategy {self.name!r} needs the backbone's last-layer attentions")
         rows = batch.attention_mask.to(batch.attentions.dtype)[:, None, :, None]
         received = (batch.attentions * rows).sum(dim=(1, 2))
-        return top_k_mask(received.float(), candidate_mask(batch, candidate_tokens), self.budget)
+        candidates = candidate_mask(batch, candidate_tokens)
+        return top_k_mask(received.float(), candidates, self.row_budgets(candidates))
 
 
 @register("pool")
@@ -359,9 +399,141 @@ class TokenPooling(TokenSelector):
     def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str) -> PassageVectors:
         members = candidate_mask(batch, candidate_tokens)
         with torch.no_grad():
-            labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.budget)
+            labels = ward_clusters(cosine_profiles(vectors.detach(), members), members, self.row_budgets(members))
         means, named = cluster_means(vectors, labels)
         return gather_kept(means, named, batch.input_ids)
+
+
+@register("const")
+class ConstVectors(TokenSelector):
+    """ConstBERT's fixed count: ``k`` learned linear mixtures of the passage's candidate vectors.
+
+    Output ``j`` is ``sum_i W[j, i] v_i`` over the candidate positions ``i``
+    of the encoded passage (padding, special tokens and, under the default
+    rule, punctuation contribute nothing), with ``W`` a ``[k, passage
+    length]`` matrix trained with the model, as in MacAvaney, Mallia and
+    Tonellotto (ECIR 2025). As there, the mixtures are taken of the projected
+    vectors before L2 normalisation, and normalised after. Every passage
+    stores exactly ``k`` vectors, so a passage shorter than ``k`` stores more
+    vectors than it has tokens. There is no post-hoc form: ``W`` exists only
+    once trained. ``W`` starts as ``nn.Linear``'s default (uniform), as
+    ConstBERT's does. Each stored vector records the candidate position of
+    its largest absolute weight, for the token diagnostics.
+
+    Parameters
+    ----------
+    k
+        Vectors stored per passage.
+    passage_length
+        The model's passage length (word pieces, special tokens included): the width of ``W``.
+    normalize
+        Whether the model L2-normalises its vectors.
+    """
+
+    mixes_before_normalising = True
+
+    def __init__(self, k: int | None, passage_length: int | None = None, normalize: bool | None = None) -> None:
+        super().__init__(k)
+        if passage_length is None or normalize is None:
+            raise TokenpruneError("strategy 'const' needs its model's passage length and normalisation setting")
+        self.normalize = normalize
+        self.mixing = nn.Linear(passage_length, self.budget, bias=False)
+
+    def trainable_module(self) -> nn.Module:
+        return self.mixing
+
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
+        """Every candidate: each enters every mixture."""
+        return candidate_mask(batch, candidate_tokens)
+
+    def reduce(self, vectors: torch.Tensor, batch: PassageBatch, candidate_tokens: str) -> PassageVectors:
+        members = candidate_mask(batch, candidate_tokens)
+        width = vectors.shape[1]
+        if width > self.mixing.in_features:
+            raise TokenpruneError(
+                f"strategy 'const' mixes at most {self.mixing.in_features} positions, the passage length it was built "
+                f"for; got passages of {width}"
+            )
+        weights = self.mixing.weight[:, :width]
+        mixed = torch.einsum("kl,bld->bkd", weights.to(vectors.dtype), vectors * members[..., None].to(vectors.dtype))
+        if self.normalize:
+            mixed = F.normalize(mixed, dim=-1)
+        with torch.no_grad():
+            dominant = (weights.abs()[None] * members[:, None, :]).argmax(dim=-1)
+        stored = members.any(dim=1, keepdim=True).expand(-1, self.budget)
+        return PassageVectors(
+            vectors=mixed * stored[..., None].to(mixed.dtype),
+            mask=stored,
+            positions=dominant,
+            token_ids=batch.input_ids.gather(1, dominant),
+        )
+
+
+class VariableBudget(TokenSelector):
+    """A selector whose passages keep the same *share* of their candidates, ``k`` on average over the collection.
+
+    :meth:`fit_to_corpus` sets the share from the encoded collection's
+    candidate counts (:func:`tokenprune.budgets.share_for_mean`); a passage of
+    ``n`` candidates then keeps ``round(share * n)``, at least one.
+    """
+
+    needs_corpus_counts = True
+    share: float | None = None
+
+    def fit_to_corpus(self, counts: CandidateCounts) -> None:
+        self.share = share_for_mean(counts.per_passage, self.budget)
+
+    def fitted(self) -> dict[str, object]:
+        return {} if self.share is None else {"share_of_tokens": round(self.share, 6)}
+
+    def row_budgets(self, candidates: torch.Tensor) -> torch.Tensor:
+        if self.share is None:
+            raise TokenpruneError(
+                f"strategy {self.name!r} keeps a share of each passage fitted to the collection: "
+                "call fit_to_corpus(count_candidates(...)) before encoding"
+            )
+        return proportional_budgets(candidates.sum(dim=1), self.share)
+
+
+@register("attention_var")
+class VariableTopAttention(VariableBudget, TopAttention):
+    """``attention`` with a variable budget: each passage keeps the same share of its tokens, ``k`` on average."""
+
+
+@register("pool_var")
+class VariablePooling(VariableBudget, TokenPooling):
+    """``pool`` with a variable budget: each passage is pooled to the same share of its tokens, ``k`` on average."""
+
+
+@register("static")
+class StaticPruning(TokenSelector):
+    """Static pruning (Acquavia, MacAvaney and Tonellotto, DocEng 2023): drop the collection's most frequent tokens.
+
+    One stop list for every passage: the fewest most frequent candidate token
+    ids of the encoded collection whose removal leaves at most ``k`` vectors
+    per passage on average (:func:`tokenprune.budgets.frequent_token_ids`).
+    Every other candidate is kept, so counts vary per passage. Offered as a
+    post-hoc reference (it is the cheapest rival of ``idf``, whose ``k`` per
+    passage is the same ranking cut per passage instead of per collection).
+    """
+
+    needs_corpus_counts = True
+    stopword_ids: torch.Tensor | None = None
+
+    def fit_to_corpus(self, counts: CandidateCounts) -> None:
+        self.stopword_ids = torch.from_numpy(frequent_token_ids(counts.per_token, counts.passages, self.budget))
+
+    def fitted(self) -> dict[str, object]:
+        return {} if self.stopword_ids is None else {"stopword_ids": self.stopword_ids.tolist()}
+
+    def select(self, batch: PassageBatch, candidate_tokens: str) -> torch.Tensor:
+        if self.stopword_ids is None:
+            raise TokenpruneError(
+                "strategy 'static' drops the collection's most frequent tokens: "
+                "call fit_to_corpus(count_candidates(...)) before encoding"
+            )
+        stopwords = self.stopword_ids.to(batch.input_ids.device)
+        return candidate_mask(batch, candidate_tokens) & ~torch.isin(batch.input_ids, stopwords)
 
 
 def make_selector(strategy: str, k: int | None, **resources: object) -> TokenSelector:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "COUNTING_CHUNK",
     "LOSS_LOG_FILE",
     "LOSS_LOG_COLUMNS",
     "TRIPLES_STAGE_KEYS",
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "last.pt"
 LOSS_LOG_FILE = "training_log.csv"
+# Passages tokenised at a time when counting the training collection for a budget fitted to it.
+COUNTING_CHUNK = 2048
 LOSS_LOG_COLUMNS = ["step", "loss", "learning_rate", "triples_per_second", "elapsed_seconds"]
 # Keys of the config's training section that the triples stage (mine-negatives) reads.
 TRIPLES_STAGE_KEYS = frozenset({"negatives_per_query", "negatives_skip", "docpairs_irds_id"})
@@ -166,6 +169,11 @@ class TripleSampler:
 
     def __len__(self) -> int:
         return len(self.query_rows)
+
+    @property
+    def dataset(self) -> PreparedDataset:
+        """The prepared collection the triples come from."""
+        return self._dataset
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._permutations:
@@ -390,6 +398,9 @@ def train(
     precision = resolve_precision(settings.precision, device, "training")
     optimizer, scheduler = _optimiser(model, settings)
     summary: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "precision": precision}
+    # A budget fitted to a collection (attention_var, pool_var) trains with the training collection's mean.
+    model.fit_to_collection(sampler.dataset, [model.selector], COUNTING_CHUNK)
+    summary.update(model.selector.fitted())
     if checkpoint_path.is_file():
         start = _resume(checkpoint_path, model, optimizer, scheduler, fingerprint)
     else:
