@@ -136,3 +136,22 @@ def test_a_truncated_codes_file_is_detected(compressed, tmp_path: Path) -> None:
     with pytest.raises(TokenpruneError, match=r"is corrupted: .*codes.u8 has 90 bytes"):
         PrunedIndex(copy)
     assert json.loads((copy / "index_stats.json").read_text())["compression"]["bits"] == 4
+
+
+@pytest.mark.parametrize(("vectors", "expected"), [(1, 16), (4, 32), (1000, 256), (5183, 1024), (262144, 8192)])
+def test_plaid_centroids_are_the_power_of_two_below_16_sqrt_vectors(vectors: int, expected: int) -> None:
+    from tokenprune.compression import plaid_centroids, resolve_centroids
+
+    assert plaid_centroids(vectors) == expected
+    assert 16 * vectors**0.5 / 2 < expected <= 16 * vectors**0.5
+    assert resolve_centroids("plaid", vectors) == min(expected, vectors)
+    assert resolve_centroids(64, vectors) == min(64, vectors)
+
+
+def test_the_plaid_rule_sizes_each_index_by_its_own_vectors(fp16_index, tmp_path) -> None:
+    compress_index(fp16_index.folder, tmp_path / "r2", bits=2, centroids="plaid", sample_vectors=5000, seed=3)
+    stats = PrunedIndex(tmp_path / "r2").stats["compression"]
+    vectors = fp16_index.stats["vectors"]
+    assert stats["centroids"] == 2 ** int(np.log2(16 * np.sqrt(vectors))) and stats["centroid_rule"] == "plaid"
+    with pytest.raises(TokenpruneError, match="'many'"):
+        compress_index(fp16_index.folder, tmp_path / "bad", bits=2, centroids="many", sample_vectors=100)

@@ -172,7 +172,15 @@ def _write_system_outputs(root: Path, system_id: str, values: np.ndarray, kept: 
     if kept is not None:
         index = system.index_dir("sci", root)
         index.mkdir(parents=True, exist_ok=True)
-        (index / "index_stats.json").write_text(json.dumps({"percent_tokens_kept": kept, "index_bytes": 2**20}))
+        # 512 passages of 2 KiB each; the per-passage counts scale with the share kept (100% = 100 vectors).
+        per_document = {"mean": kept, "median": kept - 1, "max": 3 * kept}
+        stats = {
+            "percent_tokens_kept": kept,
+            "index_bytes": 2**20,
+            "documents": 512,
+            "vectors_per_document": per_document,
+        }
+        (index / "index_stats.json").write_text(json.dumps(stats))
 
 
 def system_files(root: Path, system_id: str) -> SystemFiles:
@@ -216,8 +224,20 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
     (headline,) = pd.read_html(out / "headline.html", encoding="utf-8")
     assert list(headline["method"]) == ["BM25", "ColBERT (no pruning)", "first"]
     first = headline.set_index("method").loc["first"]
-    assert (str(first["k"]), str(first["% tokens"]), first["nDCG@10, post hoc"]) == ("10", "10.0", "– (none)")
+    assert (str(first["k"]), str(first["% tokens"]), first["nDCG@10, post hoc"]) == (
+        "10",
+        "10.0",
+        "– (not in the study)",
+    )
     assert float(first["nDCG@10, in the loop"]) == pytest.approx(table.loc["first", "nDCG@10"], abs=5e-4)
+    # Per passage: the stored vectors' mean, median and max, and the bytes (2**20 over 512 passages).
+    assert table.loc["first", ["vectors_mean", "vectors_median", "vectors_max", "kib_per_passage"]].tolist() == [
+        10.0,
+        9.0,
+        30.0,
+        2.0,
+    ]
+    assert "10.0, 9, 30" in (out / "comparison.md").read_text()
 
     def summarize_on_sci(systems: list[str], alpha: float = 0.05) -> None:
         summarize(
@@ -626,3 +646,20 @@ def test_indexes_of_two_precisions_are_not_compared() -> None:
         compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05)
     fp32.index_stats["encoding_precision"] = "bf16"
     assert len(compare_methods([bf16, fp32], ["nDCG@10"], alpha=0.05).table) == 2
+
+
+def test_the_headline_says_which_strategies_have_no_post_hoc_form() -> None:
+    from tokenprune.reporting.tables import headline_table
+
+    systems = [
+        result("sci/none/kall/seed1", BASE),
+        result("sci/first/k10/seed1", BASE - 0.1, kept=10.0),
+        result("sci/posthoc-first/k10/seed1", BASE - 0.2, kept=10.0),
+        result("sci/const/k10/seed1", BASE - 0.05, kept=10.0),
+        result("sci/attention/k10/seed1", BASE - 0.05, kept=10.0),
+    ]
+    headline = headline_table(compare_methods(systems, ["nDCG@10"], alpha=0.05)).set_index("method")
+    post_hoc = headline["nDCG@10, post hoc"]
+    assert post_hoc["first"] == f"{(BASE - 0.2).mean():.3f}"
+    assert post_hoc["const"] == "– (no post-hoc form)"
+    assert post_hoc["attention"] == "– (not in the study)"

@@ -19,6 +19,7 @@ of compression is measured, not estimated.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,15 @@ from tokenprune.index import (
 )
 from tokenprune.io import atomic_directory, write_json
 
-__all__ = ["ENCODE_ROWS", "codec_description", "check_bits", "train_codec", "compress_index"]
+__all__ = [
+    "ENCODE_ROWS",
+    "codec_description",
+    "check_bits",
+    "train_codec",
+    "plaid_centroids",
+    "resolve_centroids",
+    "compress_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +99,67 @@ def _copy_uncompressed_components(index: PrunedIndex, staging: Path) -> None:
                     shutil.copyfileobj(piece, joined)
 
 
+def plaid_centroids(vectors: int) -> int:
+    """ColBERTv2/PLAID's number of coarse centroids for an index of ``vectors``: ``2 ** floor(log2(16 sqrt(vectors)))``."""
+    if vectors < 1:
+        raise TokenpruneError(f"an index of {vectors} vectors has no centroids to train")
+    return int(2 ** math.floor(math.log2(16 * math.sqrt(vectors))))
+
+
+def resolve_centroids(setting: int | str, vectors: int) -> int:
+    """The centroids of an index of ``vectors``: a number (capped at the vectors), or ``"plaid"``'s rule."""
+    if setting == "plaid":
+        return min(plaid_centroids(vectors), vectors)
+    if isinstance(setting, str):
+        try:
+            setting = int(setting)
+        except ValueError:
+            raise TokenpruneError(f"centroids must be a positive integer or 'plaid', got {setting!r}") from None
+    if setting < 1:
+        raise TokenpruneError(f"centroids must be a positive integer or 'plaid', got {setting!r}")
+    return min(setting, vectors)
+
+
+def _compressed_stats(index: PrunedIndex, staging: Path, codec: Any, coding: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN401 - faiss.Index
+    """``index_stats.json`` of a compressed copy of ``index`` whose files are in ``staging``.
+
+    ``coding``: the ``bits``, the centroid ``rule`` as configured, the ``sample_vectors`` and ``seed``.
+    """
+    faiss = import_faiss()
+
+    component_bytes = {name: (staging / name).stat().st_size for name in COMPRESSED_COMPONENTS + DIAGNOSTIC_COMPONENTS}
+    index_bytes = sum(component_bytes[name] for name in COMPRESSED_COMPONENTS)
+    stats = {key: value for key, value in index.stats.items() if key not in ("shards", "document_range")}
+    centroids, bits = int(faiss.extract_index_ivf(codec).nlist), coding["bits"]
+    stats.update(
+        {
+            "compression": {
+                "codec": codec_description(index.stats["dim"], bits, centroids),
+                "bits": bits,
+                "centroids": centroids,
+                "centroid_rule": "plaid" if coding["rule"] == "plaid" else "fixed",
+                "code_bytes": int(codec.sa_code_size()),
+                "sample_vectors": coding["sample_vectors"],
+                "seed": coding["seed"],
+                "source_index_bytes": index.stats["index_bytes"],
+            },
+            "bytes": component_bytes,
+            "index_bytes": index_bytes,
+            "index_mib": round(index_bytes / 2**20, 3),
+            "dtype": f"residual {bits}-bit codes",
+        }
+    )
+    return stats
+
+
 def compress_index(
-    source: str | Path, output: str | Path, *, bits: int, centroids: int, sample_vectors: int, seed: int = 0
+    source: str | Path,
+    output: str | Path,
+    *,
+    bits: int,
+    centroids: int | str,
+    sample_vectors: int,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Write a compressed copy of an index folder (single or sharded) and return its statistics.
 
@@ -104,7 +172,8 @@ def compress_index(
     bits
         Bits per dimension of the residual codes.
     centroids
-        Coarse centroids; capped at the number of vectors.
+        Coarse centroids, capped at the number of vectors; or ``"plaid"``:
+        PLAID's rule from the index's vector count (:func:`plaid_centroids`).
     sample_vectors
         Vectors drawn uniformly (with ``seed``) to train the codec.
     """
@@ -115,11 +184,14 @@ def compress_index(
     index = PrunedIndex(Path(source))
     if index.is_compressed:
         raise TokenpruneError(f"index {str(source)!r} is already compressed")
-    total, dim = index.stats["vectors"], index.stats["dim"]
+    total = index.stats["vectors"]
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(total, size=min(sample_vectors, total), replace=False))
     codec = train_codec(
-        index.gather_vectors(sample).astype(np.float32), bits=bits, centroids=min(centroids, total), seed=seed
+        index.gather_vectors(sample).astype(np.float32),
+        bits=bits,
+        centroids=resolve_centroids(centroids, total),
+        seed=seed,
     )
     with atomic_directory(output) as staging:
         with open(staging / CODES_FILE, "wb") as codes:
@@ -128,28 +200,8 @@ def compress_index(
                 codes.write(codec.sa_encode(index.read_vectors(start, stop).astype(np.float32)).tobytes())
         faiss.write_index(codec, str(staging / CODEC_FILE))
         _copy_uncompressed_components(index, staging)
-        component_bytes = {
-            name: (staging / name).stat().st_size for name in COMPRESSED_COMPONENTS + DIAGNOSTIC_COMPONENTS
-        }
-        index_bytes = sum(component_bytes[name] for name in COMPRESSED_COMPONENTS)
-        stats = {key: value for key, value in index.stats.items() if key not in ("shards", "document_range")}
-        centroids = int(faiss.extract_index_ivf(codec).nlist)
-        stats.update(
-            {
-                "compression": {
-                    "codec": codec_description(dim, bits, centroids),
-                    "bits": bits,
-                    "centroids": centroids,
-                    "code_bytes": int(codec.sa_code_size()),
-                    "sample_vectors": len(sample),
-                    "seed": seed,
-                    "source_index_bytes": index.stats["index_bytes"],
-                },
-                "bytes": component_bytes,
-                "index_bytes": index_bytes,
-                "index_mib": round(index_bytes / 2**20, 3),
-                "dtype": f"residual {bits}-bit codes",
-            }
+        stats = _compressed_stats(
+            index, staging, codec, {"bits": bits, "rule": centroids, "sample_vectors": len(sample), "seed": seed}
         )
         write_json(staging / STATS_FILE, stats)
     log.info(

@@ -495,7 +495,11 @@ def _ann_index(args: argparse.Namespace) -> None:
 def _compress_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="Float16 index folder to compress.")
     parser.add_argument("--bits", type=int, required=True, help="Bits per dimension of the residual codes (1-8).")
-    parser.add_argument("--centroids", type=int, required=True, help="Coarse centroids (capped at the vectors).")
+    parser.add_argument(
+        "--centroids",
+        required=True,
+        help="Coarse centroids (capped at the vectors), or 'plaid': 2**floor(log2(16 sqrt(vectors))), PLAID's rule.",
+    )
     parser.add_argument("--sample-vectors", type=int, required=True, help="Vectors sampled to train the codec.")
     parser.add_argument("--threads", type=int, required=True, help="CPU threads for faiss (the rules: 1 per CPU job).")
     parser.add_argument("--output", required=True, type=Path, help="Compressed index folder to write.")

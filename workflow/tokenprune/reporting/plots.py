@@ -109,7 +109,8 @@ def write_embedded_png(png: Path, *, alt: str) -> Path:
 def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Figure:
     """Index size vs ``measure``: one line per pruning strategy across k, references as points and lines.
 
-    Two panels share the y axis: index size in MiB (log scale) and the share of
+    Two panels share the y axis: the bytes stored per passage (KiB, log scale;
+    the index size in MiB for tables without that column) and the share of
     tokens kept. The trained unpruned baseline is a star with a dotted
     horizontal line, the step-0 model a black plus, the untrained backbone a
     grey diamond, and BM25 (no index size measured) a dashed horizontal line.
@@ -123,13 +124,19 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
     ----------
     table
         The comparison table (:attr:`tokenprune.reporting.summary.Comparison.table`
-        or its CSV): columns ``kind``, ``strategy``, ``k``, ``index_mib``,
+        or its CSV): columns ``kind``, ``strategy``, ``k``, ``kib_per_passage`` or ``index_mib``,
         ``percent_tokens_kept``, ``measure`` and ``measure + " std"``.
     measure
         The measure on the y axis.
     """
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True, layout="constrained")
-    x_columns = [("index_mib", "index size (MiB, log scale)"), ("percent_tokens_kept", "tokens kept (%)")]
+    # Bytes per passage compare across collections and codecs; tables from before it was recorded have MiB.
+    size = (
+        ("kib_per_passage", "KiB per passage (log scale)")
+        if "kib_per_passage" in table and table["kib_per_passage"].notna().any()
+        else ("index_mib", "index size (MiB, log scale)")
+    )
+    x_columns = [size, ("percent_tokens_kept", "tokens kept (%)")]
     # Tables written before compression existed have no storage column: all float16.
     storage = table["storage"].fillna("") if "storage" in table else pd.Series("", index=table.index)
     compressed = table[~storage.isin(["", "fp16"])]
@@ -139,7 +146,7 @@ def tradeoff_figure(table: pd.DataFrame, measure: str, *, title: str = "") -> Fi
         _draw_posthoc_selections(axis, table, x_column, measure)
         _draw_references(axis, table, x_column, measure)
         _draw_compressed(axis, compressed, x_column, measure)
-        if x_column == "index_mib" and table[x_column].notna().any():
+        if x_column == size[0] and table[x_column].notna().any():
             axis.set_xscale("log")
             axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             # Unlabelled minor ticks: labelled ones overlap on a log axis spanning a decade or two.

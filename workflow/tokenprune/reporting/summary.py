@@ -46,6 +46,7 @@ __all__ = [
     "load_system_results",
     "Comparison",
     "compare_methods",
+    "PER_PASSAGE_COLUMNS",
     "PerSeed",
     "TEST_COLUMNS",
     "CONTRAST_COLUMNS",
@@ -168,7 +169,9 @@ class Comparison:
     ----------
     table
         One row per method. Columns: ``method``, ``kind``, ``strategy``, ``k``,
-        ``seeds``, ``percent_tokens_kept``, ``index_mib``, and per measure ``m``:
+        ``seeds``, ``percent_tokens_kept``, ``index_mib``, the vectors per passage
+        (``vectors_mean``, ``vectors_median``, ``vectors_max``), ``kib_per_passage``
+        (the index's bytes over its passages), and per measure ``m``:
         ``m`` (mean over seeds), ``m std`` (sample std over seeds, ``nan`` for
         one seed), ``m delta`` (minus the baseline), the three tests' raw
         ``m p_query``, ``m p_seed``, ``m p_mixed``, the mixed model's ``m se``
@@ -267,6 +270,7 @@ def compare_methods(
     compared_methods = [method for method in methods if method != baseline]
     _test_against_baseline(table, methods, baseline, per_seed, measures, alpha)
     ordered = ["method", "kind", "selection", "storage", "strategy", "k", "seeds", "percent_tokens_kept", "index_mib"]
+    ordered += PER_PASSAGE_COLUMNS
     for name in measures:
         ordered += [name, f"{name} std", f"{name} delta"]
         ordered += [f"{name} {column}" for column in ("p_query", "p_seed", "p_mixed", "se", "df", "p_holm")]
@@ -356,6 +360,7 @@ def _method_row(group: Sequence[SystemResult], measures: Sequence[str], paper: p
         "seeds": len(group),
         "percent_tokens_kept": float(np.mean([s["percent_tokens_kept"] for s in sizes])) if sizes else np.nan,
         "index_mib": float(np.mean([s["index_bytes"] for s in sizes]) / 2**20) if sizes else np.nan,
+        **_per_passage(sizes),
     }
     for name in measures:
         values = np.array([r.measures[name] for r in group])
@@ -363,6 +368,26 @@ def _method_row(group: Sequence[SystemResult], measures: Sequence[str], paper: p
         row[f"{name} std"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
         row[f"{name} paper"] = _paper_value(paper, system, name)
     return row
+
+
+#: Per-passage columns of the table: the stored vectors' mean, median and max, and the bytes stored.
+PER_PASSAGE_COLUMNS = ["vectors_mean", "vectors_median", "vectors_max", "kib_per_passage"]
+
+
+def _per_passage(sizes: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Vectors per passage (mean, median, max) and KiB per passage (the index's bytes over its passages), over seeds.
+
+    Indexes written before the per-document counts were recorded give ``nan``.
+    """
+    counted = [s for s in sizes if "vectors_per_document" in s and s.get("documents")]
+    if not counted:
+        return dict.fromkeys(PER_PASSAGE_COLUMNS, np.nan)
+    return {
+        "vectors_mean": float(np.mean([s["vectors_per_document"]["mean"] for s in counted])),
+        "vectors_median": float(np.mean([s["vectors_per_document"]["median"] for s in counted])),
+        "vectors_max": float(np.mean([s["vectors_per_document"]["max"] for s in counted])),
+        "kib_per_passage": float(np.mean([s["index_bytes"] / s["documents"] for s in counted]) / 1024),
+    }
 
 
 PerSeed = dict[str, dict[int, pd.Series]]

@@ -20,6 +20,7 @@ from tokenprune.io import atomic_file
 from tokenprune.layout import CONTRAST_STEM, HEADLINE_STEM, PAIRS_STEM
 from tokenprune.reporting.paper import PAPER_LABEL
 from tokenprune.reporting.summary import Comparison
+from tokenprune.strategies import IN_LOOP_ONLY_STRATEGIES
 
 __all__ = [
     "TABLE_FORMATS",
@@ -101,6 +102,14 @@ def display_table(comparison: Comparison, fmt: str) -> pd.DataFrame:
         f"{marks.percent} tokens": [_number(value, 1) for value in table["percent_tokens_kept"]],
         "index MiB": [_number(value, 1) for value in table["index_mib"]],
     }
+    if "kib_per_passage" in table:
+        columns["vectors/passage (mean, median, max)"] = [
+            "–" if pd.isna(mean) else f"{mean:.1f}, {median:g}, {maximum:g}"
+            for mean, median, maximum in zip(
+                table["vectors_mean"], table["vectors_median"], table["vectors_max"], strict=True
+            )
+        ]
+        columns["KiB/passage"] = [_number(value, 2) for value in table["kib_per_passage"]]
     for name in comparison.measures:
         values = []
         for _, row in table.iterrows():
@@ -151,7 +160,9 @@ def footnote(comparison: Comparison, fmt: str = "md") -> str:
     parts.append(
         text(
             "% tokens: vectors kept as a share of the unpruned token count of the same passages; "
-            "index MiB: vectors, offsets and ids (BM25's inverted index is not measured)."
+            "index MiB: vectors, offsets and ids (BM25's inverted index is not measured); vectors/passage: "
+            "the mean, median and max stored per passage (a fixed k caps them, a variable budget holds only "
+            "the mean at k); KiB/passage: the index's bytes, codec included, over its passages."
         )
     )
     if comparison.paper_source:
@@ -280,6 +291,11 @@ def styled_html_fragment(body: str) -> str:
     return f'<div class="tokenprune-tables">\n<style>{TABLE_STYLE}</style>\n{body}\n</div>\n'
 
 
+def _missing_post_hoc(strategy: str) -> str:
+    """Why a strategy has no post-hoc value: it has no such form (unused, const), or the study did not run it."""
+    return "– (no post-hoc form)" if strategy in IN_LOOP_ONLY_STRATEGIES else "– (not in the study)"
+
+
 def headline_table(comparison: Comparison) -> pd.DataFrame:
     """The answer at a glance, on the first measure: the references, then per k each strategy
     trained in the loop beside the same selection applied post hoc to the trained baseline, with
@@ -314,7 +330,9 @@ def headline_table(comparison: Comparison) -> pd.DataFrame:
                     "k": str(int(k)),
                     "% tokens": _number(row["percent_tokens_kept"], 1),
                     f"{measure}, in the loop": _number(row[measure]),
-                    f"{measure}, post hoc": _number(post_hoc[measure].iloc[0]) if len(post_hoc) else "– (none)",
+                    f"{measure}, post hoc": _number(post_hoc[measure].iloc[0])
+                    if len(post_hoc)
+                    else _missing_post_hoc(str(row["strategy"])),
                     "Δ (in-loop − post-hoc)": _signed(tested["delta"].iloc[0]) + mark if len(tested) else "",
                     "p (Holm)": format_p(tested["p_holm"].iloc[0]) if len(tested) else "",
                 }
