@@ -120,8 +120,9 @@ def second_defaults(arguments: list[str], parser: argparse.ArgumentParser) -> li
         ("config.yaml", "configs/seeds.yaml"),
         ("config.yaml", "configs/seeds-k10.yaml"),
         ("config.yaml", "configs/compression.yaml"),
+        ("config.yaml", "configs/families.yaml"),
     ],
-    ids=["default", "paper", "beir-zeroshot", "seeds", "seeds-k10", "compression"],
+    ids=["default", "paper", "beir-zeroshot", "seeds", "seeds-k10", "compression", "families"],
 )
 def test_rules_pass_every_option_the_cli_defaults(tmp_path: Path, configfiles: tuple[str, ...]) -> None:
     parsers = subcommand_parsers()

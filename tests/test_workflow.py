@@ -380,6 +380,33 @@ def test_seed_spread_preset(tmp_path: Path) -> None:
     assert jobs["posthoc_index"] == (3 + 1) * 2  # 3 trained baselines and the untrained backbone, 2 collections
 
 
+def test_families_preset_trains_each_family_where_it_has_a_form(tmp_path: Path) -> None:
+    """const only in the loop, static only post hoc, variable budgets both ways, PLAID-sized 2- and 4-bit codecs."""
+    result = subprocess.run(
+        ["snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path)]
+        + ["--configfile", "config.yaml", "configs/families.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines() if "Shell command:" in line]
+    trained = {re.search(r"--strategy (\w+)", c)[1] for c in commands if c.startswith("tokenprune train ")}
+    assert trained == {"none", "first", "idf", "unused", "attention", "pool", "const", "attention_var", "pool_var"}
+    post_hoc = {
+        strategy
+        for c in commands
+        if c.startswith("tokenprune posthoc-index ")
+        for strategy in re.findall(r"--selection (\w+)", c)
+    }
+    assert post_hoc == {"first", "idf", "attention", "pool", "attention_var", "pool_var", "static"}
+    trainings = [c for c in commands if c.startswith("tokenprune train ")]
+    assert len(trainings) == (1 + 8 * 2) * 3  # the baseline and 8 strategies at 2 budgets, 3 seeds
+    codecs = [c for c in commands if c.startswith("tokenprune compress-index ")]
+    assert codecs and all("--centroids plaid" in c for c in codecs)
+    assert {re.search(r"--bits (\d)", c)[1] for c in codecs} == {"2", "4"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("width", [1280, 1600, 1920])
 def test_the_report_opens_at_its_top_on_the_answer_with_nothing_overlapping(tiny_report: Path, width: int) -> None:
