@@ -34,7 +34,17 @@ from tokenprune.precision import autocast  # noqa: E402
 from tokenprune.search import PackedQueries, _maxsim_chunk  # noqa: E402
 from tokenprune.training import contrastive_loss  # noqa: E402
 
-STRATEGIES = [("none", None), ("first", 10), ("idf", 10), ("unused", 10), ("attention", 10), ("pool", 10)]
+STRATEGIES = [
+    ("none", None),
+    ("first", 10),
+    ("idf", 10),
+    ("unused", 10),
+    ("attention", 10),
+    ("pool", 10),
+    ("const", 10),
+    ("attention_var", 10),
+    ("pool_var", 10),
+]
 #: Vectors are L2-normalised: fp32 on two devices agrees to float rounding, half precision to its mantissa.
 TOLERANCE = {"fp32 max |Δ|": 1e-3, "half min cosine": 0.99, "scores max |Δ|": 0.05}
 #: Parameters no forward pass of ColBERT reads (BERT's pooler): they never get a gradient.
@@ -115,6 +125,8 @@ def check_training(backbone: str, device: torch.device, batch: int) -> list[dict
     rows = []
     for strategy, k in STRATEGIES:
         model = build_model(backbone, strategy, k, device).train()
+        # A variable budget holds its mean over a collection: here, the check's own passages.
+        model.fit_selectors([positives + negatives], [model.selector])
         for precision in ("fp32", "bf16"):
             timings = []
             for attempt in range(3 if device.type == "cuda" else 2):  # the first is a warm-up

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_DOCUMENTS, TINY_QRELS, TINY_QUERIES, write_beir_folder
 from tokenprune.budgets import CandidateCounts, frequent_token_ids, proportional_budgets, share_for_mean
 from tokenprune.errors import TokenpruneError
 from tokenprune.model import ColBERT, ColBERTConfig
@@ -177,15 +176,23 @@ def test_a_const_model_trains_its_mixing_and_saves_it(const_model: ColBERT, tmp_
 # ---------------------------------------------------------------------- counting a collection
 
 
-def test_the_model_counts_candidates_as_it_encodes_them(const_model: ColBERT, tmp_path, tokenizer) -> None:
+@pytest.fixture(scope="module")
+def topics_dataset(tmp_path_factory, tokenizer):
+    """The 8 topics' 16 passages, prepared."""
+    from conftest import write_topics_collection
     from tokenprune.data import DatasetSpec, PreparedDataset, prepare_dataset
     from tokenprune.data.sources import open_collection
 
-    folder = write_beir_folder(tmp_path / "tiny", TINY_DOCUMENTS, TINY_QUERIES, TINY_QRELS)
-    spec = DatasetSpec.from_config("tiny", {"beir_folder": str(folder), "splits": ["train", "test"]})
-    prepare_dataset(spec, open_collection(spec, None, tmp_path / "irds"), tmp_path / "data", tokenizer)
-    dataset = PreparedDataset(tmp_path / "data")
-    counts = const_model.count_candidates(dataset, chunk_documents=2)
+    folder = tmp_path_factory.mktemp("topics")
+    collection = write_topics_collection(folder / "collection")
+    spec = DatasetSpec.from_config("topics", {"beir_folder": str(collection), "splits": ["train", "test"]})
+    prepare_dataset(spec, open_collection(spec, None, folder / "irds"), folder / "data", tokenizer)
+    return PreparedDataset(folder / "data")
+
+
+def test_the_model_counts_candidates_as_it_encodes_them(const_model: ColBERT, topics_dataset, tokenizer) -> None:
+    dataset = topics_dataset
+    counts = const_model.count_candidates(texts for _, texts in dataset.corpus_batches(2))
     texts = [text for _, batch_texts in dataset.corpus_batches(100) for text in batch_texts]
     naive = []
     for text in texts:
@@ -194,3 +201,24 @@ def test_the_model_counts_candidates_as_it_encodes_them(const_model: ColBERT, tm
     assert counts.per_passage.tolist() == [len(pieces) for pieces in naive]
     expected = np.bincount(np.concatenate(naive), minlength=len(tokenizer))
     assert np.array_equal(counts.per_token, expected)
+
+
+def test_indexing_fits_the_budgets_to_the_indexed_collection(topics_dataset, tmp_path) -> None:
+    """Post hoc, static and attention_var hold the mean at k over the collection; their fit is recorded."""
+    from tokenprune.index import build_posthoc_indexes
+
+    torch.manual_seed(0)
+    model = ColBERT.from_backbone(ColBERTConfig(strategy="none", dim=16, passage_max_length=32)).eval()
+    counts = model.count_candidates(texts for _, texts in topics_dataset.corpus_batches(5))
+    selections = {tmp_path / "static": make_selector("static", 4), tmp_path / "var": make_selector("attention_var", 4)}
+    static, variable = build_posthoc_indexes(
+        model, topics_dataset, selections, batch_size=4, chunk_documents=5, precision="fp32"
+    )
+    dropped = frequent_token_ids(counts.per_token, counts.passages, 4)
+    assert static["stopword_ids"] == dropped.tolist() and static["vectors"] <= 4 * counts.passages
+    assert static["vectors"] == counts.per_passage.sum() - counts.per_token[dropped].sum()
+    share = share_for_mean(counts.per_passage, 4)
+    assert variable["share_of_tokens"] == pytest.approx(share, abs=1e-6)
+    expected = proportional_budgets(torch.from_numpy(counts.per_passage), share)
+    assert variable["vectors"] == int(expected.sum())
+    assert variable["vectors_per_document"]["max"] == int(expected.max()) > 4

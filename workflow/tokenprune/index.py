@@ -395,7 +395,7 @@ def build_indexes(
     """
     first_document, end_document = document_range if document_range is not None else (0, dataset.documents)
     model.eval()
-    model.fit_to_collection(dataset, selections.values(), chunk_documents)
+    model.fit_selectors((texts for _, texts in dataset.corpus_batches(chunk_documents)), selections.values())
     precision = resolve_precision(precision, model.device, "encoding")
     with_attention = any(selector.needs_attention for selector in selections.values())
     inserted = torch.tensor(model.selector.prefix_ids(), dtype=torch.long, device=model.device)

@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,9 +47,6 @@ from tokenprune.selection import (
     make_selector,
 )
 from tokenprune.strategies import check_strategy_k
-
-if TYPE_CHECKING:
-    from tokenprune.data import PreparedDataset
 
 __all__ = [
     "QUERY_MARKER",
@@ -456,15 +453,15 @@ class ColBERT(nn.Module):
         return vectors, self.passage_batch(input_ids, attention_mask, attentions)
 
     # ------------------------------------------------------------------ budgets fitted to a collection
-    def count_candidates(self, dataset: PreparedDataset, chunk_documents: int) -> CandidateCounts:
-        """The candidate tokens of every passage of ``dataset`` as this model encodes it (tokenisation only).
+    def count_candidates(self, batches: Iterable[list[str]]) -> CandidateCounts:
+        """The candidate tokens of every passage in ``batches`` of texts as this model encodes them (tokenisation only).
 
         Inserted ids (``unused``) are not counted: they are no passage token.
         """
         inserted = torch.tensor(self.selector.prefix_ids(), dtype=torch.long)
         per_passage: list[np.ndarray] = []
         per_token = np.zeros(len(self.tokenizer), dtype=np.int64)
-        for _, texts in dataset.corpus_batches(chunk_documents):
+        for texts in batches:
             input_ids, attention_mask = (tensor.cpu() for tensor in self.tokenize_passages(texts))
             view = self.passage_batch(input_ids, attention_mask)
             candidates = candidate_mask(view, self.config.candidate_tokens) & ~torch.isin(input_ids, inserted)
@@ -475,16 +472,15 @@ class ColBERT(nn.Module):
             per_token=per_token,
         )
 
-    def fit_to_collection(
-        self, dataset: PreparedDataset, selectors: Iterable[TokenSelector], chunk_documents: int
-    ) -> None:
-        """Fit the selectors that need them to the candidate counts of the whole of ``dataset`` (one counting pass).
+    def fit_selectors(self, batches: Iterable[list[str]], selectors: Iterable[TokenSelector]) -> None:
+        """Fit the selectors that need them to the candidate counts of a whole collection, given as ``batches`` of texts.
 
-        The whole collection, even for one shard's job, so every shard holds the same mean.
+        The batches are read once, and only if a selector needs them. Pass the
+        whole collection, even for one shard's job, so every shard holds the same mean.
         """
         fitted = [selector for selector in selectors if selector.needs_corpus_counts]
         if fitted:
-            counts = self.count_candidates(dataset, chunk_documents)
+            counts = self.count_candidates(batches)
             for selector in fitted:
                 selector.fit_to_corpus(counts)
 

@@ -399,7 +399,7 @@ def train(
     optimizer, scheduler = _optimiser(model, settings)
     summary: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "precision": precision}
     # A budget fitted to a collection (attention_var, pool_var) trains with the training collection's mean.
-    model.fit_to_collection(sampler.dataset, [model.selector], COUNTING_CHUNK)
+    model.fit_selectors((texts for _, texts in sampler.dataset.corpus_batches(COUNTING_CHUNK)), [model.selector])
     summary.update(model.selector.fitted())
     if checkpoint_path.is_file():
         start = _resume(checkpoint_path, model, optimizer, scheduler, fingerprint)
