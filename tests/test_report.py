@@ -207,8 +207,11 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
         measures=["nDCG@10"],
         output_dir=out,
         alpha=0.05,
+        storage_budgets_kib=[1, 4],
     )
     assert sorted(p.name for p in out.iterdir()) == [
+        "best_at_budget.csv",
+        "best_at_budget.md",
         "comparison.csv",
         "comparison.html",
         "comparison.md",
@@ -248,6 +251,7 @@ def test_summarize_reads_pipeline_outputs_and_writes_four_formats(tmp_path: Path
             measures=["nDCG@10"],
             output_dir=out,
             alpha=alpha,
+            storage_budgets_kib=[1.0],
         )
 
     with pytest.raises(TokenpruneError, match="alpha 1.5"):
@@ -434,6 +438,8 @@ def test_report_commands_fail_with_one_line_naming_the_value(
             "nDCG@10",
             "--alpha",
             "0.05",
+            "--storage-budgets",
+            "2",
             "--output-dir",
             str(tmp_path / "out"),
         ]
@@ -663,3 +669,46 @@ def test_the_headline_says_which_strategies_have_no_post_hoc_form() -> None:
     assert post_hoc["first"] == f"{(BASE - 0.2).mean():.3f}"
     assert post_hoc["const"] == "– (no post-hoc form)"
     assert post_hoc["attention"] == "– (not in the study)"
+
+
+def sized(system_id: str, values: np.ndarray, kib: float) -> SystemResult:
+    """A system whose index takes ``kib`` KiB per passage (100 passages)."""
+    stats_ = {
+        "percent_tokens_kept": 10.0,
+        "index_bytes": int(kib * 1024 * 100),
+        "documents": 100,
+        "vectors_per_document": {"mean": 10.0, "median": 10.0, "max": 10},
+    }
+    return SystemResult(System.parse(system_id), {"nDCG@10": float(values.mean())}, per_query(values), stats_)
+
+
+def test_best_at_budget_takes_each_strategys_best_system_that_fits() -> None:
+    from tokenprune.reporting.budgets import budget_markdown, budget_table
+
+    systems = [
+        sized("sci/none/kall/seed1", BASE, 40.0),
+        sized("sci/none/kall/seed1/r2", BASE - 0.01, 5.3),
+        sized("sci/first/k50/seed1", BASE - 0.02, 12.5),
+        sized("sci/first/k10/seed1", BASE - 0.10, 2.5),
+        sized("sci/first/k50/seed1/r2", BASE - 0.03, 1.7),
+        sized("sci/first/k10/seed1/r2", BASE - 0.12, 0.33),
+        sized("sci/posthoc-first/k50/seed1/r2", BASE - 0.08, 1.7),
+        sized("sci/posthoc-first/k10/seed1/r2", BASE - 0.11, 0.33),
+        sized("untrained/none/kall/seed0", BASE + 0.05, 40.0),  # a reference, never a candidate
+        result("bm25", BASE, kept=None),
+    ]
+    comparison = compare_methods(systems, ["nDCG@10"], alpha=0.05)
+    table = budget_table(comparison, [8, 0.5, 2]).set_index(["budget_kib", "strategy"])
+    mean = {offset: (BASE - offset).mean() for offset in (0.01, 0.03, 0.08, 0.11, 0.12)}
+    # At 0.5 KiB only the 2-bit k=10 rows fit: in the loop 0.12 below the baseline, post hoc 0.11 below.
+    assert table.loc[(0.5, "first"), ["in_loop", "post_hoc"]].tolist() == ["first (2-bit)", "first (post-hoc, 2-bit)"]
+    assert table.loc[(0.5, "first"), "delta"] == pytest.approx(mean[0.12] - mean[0.11])
+    assert (0.5, "none") not in table.index
+    # At 2 KiB the 2-bit k=50 rows win over the 2-bit k=10 ones.
+    assert table.loc[(2, "first"), "in_loop_nDCG@10"] == pytest.approx(mean[0.03])
+    assert table.loc[(2, "first"), "delta"] == pytest.approx(mean[0.03] - mean[0.08])
+    # At 8 KiB the 2-bit baseline (5.3 KiB) fits; it has no post-hoc side.
+    assert table.loc[(8, "none"), "in_loop"] == "ColBERT (no pruning, 2-bit)"
+    assert table.loc[(8, "none"), "post_hoc"] == "" and np.isnan(table.loc[(8, "none"), "delta"])
+    text = budget_markdown(comparison, budget_table(comparison, [2]))
+    assert "best first (2-bit)" in text and "first (2-bit): " in text

@@ -40,6 +40,7 @@ RETRIEVAL_ENV = (
 from tokenprune.layout import (
     ANN_INDEX,
     BM25_ID,
+    BUDGETS,
     CHECKPOINT_DIR,
     CLAIMS,
     COMPARISON,
@@ -453,6 +454,7 @@ def report_targets():
             comparison = COMPARISON.format(**where)
             targets += [f"{comparison}.{fmt}" for fmt in ("csv", "md", "html", "tex")]
             targets.append(f"{HEADLINE.format(**where)}.html")
+            targets.append(f"{BUDGETS.format(**where)}.md")
             targets += [
                 f"{tradeoff_plot(measure).format(**where)}.png"
                 for measure in evaluation_metrics(corpus, split)

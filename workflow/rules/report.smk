@@ -33,6 +33,8 @@ rule summarize:
         latex=f"{COMPARISON}.tex",
         pairs=f"{PAIRS}.csv",
         headline=f"{HEADLINE}.html",
+        budgets=f"{BUDGETS}.md",
+        budgets_csv=f"{BUDGETS}.csv",
         contrast=report(
             f"{CONTRAST}.csv",
             caption="../report/contrast_csv.rst",
@@ -66,10 +68,12 @@ rule summarize:
             else ""
         ),
         alpha=REPORT["alpha"],
+        budgets=" ".join(str(budget) for budget in REPORT["storage_budgets_kib"]),
         output_dir=SUMMARY_DIR,
     shell:
         "tokenprune summarize {params.systems} --corpus {wildcards.corpus} --split {wildcards.split}"
         " --mode {wildcards.mode} --measures {params.measures} --alpha {params.alpha} {params.paper}"
+        " --storage-budgets {params.budgets}"
         " --output-dir {params.output_dir} > {log} 2>&1"
 
 

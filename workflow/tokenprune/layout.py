@@ -47,6 +47,8 @@ __all__ = [
     "CONTRAST_STEM",
     "HEADLINE",
     "HEADLINE_STEM",
+    "BUDGET_STEM",
+    "BUDGETS",
     "PAIRS_STEM",
     "TRADEOFF_STEM",
     "LOSS_STEM",
@@ -112,6 +114,8 @@ CONTRAST_STEM = "inloop_vs_posthoc"
 PAIRS_STEM = "strategy_pairs"
 # The report's opening table: the references and, per k, each strategy in the loop and post hoc.
 HEADLINE_STEM = "headline"
+# Per storage budget, each strategy's best system in the loop and post hoc within it.
+BUDGET_STEM = "best_at_budget"
 TRADEOFF_STEM = "index_size_vs_{slug}"
 LOSS_STEM = "training_loss"
 POSITIONS_STEM = "kept_positions"
@@ -120,6 +124,7 @@ COMPARISON = f"{SUMMARY_DIR}/{COMPARISON_STEM}"
 CONTRAST = f"{SUMMARY_DIR}/{CONTRAST_STEM}"
 PAIRS = f"{SUMMARY_DIR}/{PAIRS_STEM}"
 HEADLINE = f"{SUMMARY_DIR}/{HEADLINE_STEM}"
+BUDGETS = f"{SUMMARY_DIR}/{BUDGET_STEM}"
 # The verdicts on the paper's claims, over every evaluation set of the study.
 CLAIMS = "results/summary/claims"
 TRAINING_LOSS = f"{TRAINING_SUMMARY_DIR}/{LOSS_STEM}"

@@ -27,6 +27,13 @@ def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measures", nargs="+", required=True, help="ir_measures names, in table order.")
     parser.add_argument("--alpha", type=float, required=True, help="Significance level after Holm's correction.")
     parser.add_argument(
+        "--storage-budgets",
+        type=float,
+        nargs="+",
+        required=True,
+        help="KiB per passage at which to name each strategy's best system (best_at_budget.{csv,md}).",
+    )
+    parser.add_argument(
         "--paper-collection",
         default=None,
         help="ir_datasets id of the evaluated split (e.g. beir/scifact/test), to show the paper's published values.",
@@ -50,6 +57,7 @@ def _summarize(args: argparse.Namespace) -> None:
         measures=args.measures,
         output_dir=args.output_dir,
         alpha=args.alpha,
+        storage_budgets_kib=args.storage_budgets,
         paper_collection=args.paper_collection,
     )
 

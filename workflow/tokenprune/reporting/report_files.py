@@ -18,6 +18,7 @@ from tokenprune.errors import TokenpruneError
 from tokenprune.io import atomic_file
 from tokenprune.layout import POSITIONS_STEM, TOP_TOKENS_STEM, TRADEOFF_STEM, System, measure_slug
 from tokenprune.reporting import diagnostics, plots
+from tokenprune.reporting.budgets import write_budget_tables
 from tokenprune.reporting.claims import judge_claims, read_summary, sync_verdicts, verdict_sources, write_claims
 from tokenprune.reporting.paper import paper_values
 from tokenprune.reporting.summary import Comparison, SystemFiles, compare_methods, load_system_results
@@ -61,9 +62,11 @@ def summarize(
     measures: Sequence[str],
     output_dir: str | Path,
     alpha: float,
+    storage_budgets_kib: Sequence[float],
     paper_collection: str | None = None,
 ) -> Comparison:
-    """Compare every system on one evaluation set and write ``comparison.{csv,md,html,tex}``."""
+    """Compare every system on one evaluation set and write ``comparison.{csv,md,html,tex}``, the in-loop vs
+    post-hoc and strategy-pair tables, the headline, and the best system per storage budget (``best_at_budget``)."""
     _nonempty(systems, "systems")
     if not 0 < alpha < 1:
         raise TokenpruneError(f"alpha {alpha!r} is not a significance level; choose a value between 0 and 1, e.g. 0.05")
@@ -77,7 +80,8 @@ def summarize(
         split=split,
         mode=mode,
     )
-    for fmt, path in write_tables(comparison, output_dir).items():
+    written = write_tables(comparison, output_dir) | write_budget_tables(comparison, storage_budgets_kib, output_dir)
+    for fmt, path in written.items():
         log.info("wrote %s table %s", fmt, path)
     return comparison
 
