@@ -121,6 +121,21 @@ def test_every_relative_link_of_the_docs_names_a_file_that_exists() -> None:
     assert broken == []
 
 
+#: A block of a document copied verbatim from a file a run wrote: ``<!-- copied from PATH -->``, the text, ``<!-- end of copy -->``.
+COPIED_BLOCK = re.compile(r"<!-- copied from (?P<source>\S+) -->\n(?P<text>.*?)<!-- end of copy -->", re.DOTALL)
+
+
+def test_tables_the_docs_copy_from_a_run_equal_the_files_they_name() -> None:
+    """Numbers in the docs come from a run: each copied block is its source file, character for character."""
+    stale = []
+    for document in markdown_documents():
+        for block in COPIED_BLOCK.finditer(document.read_text(encoding="utf-8")):
+            source = REPO / block["source"]
+            if not source.is_file() or source.read_text(encoding="utf-8") != block["text"]:
+                stale.append(f"{document.relative_to(REPO)}: {block['source']}")
+    assert stale == []
+
+
 def test_every_library_module_declares_all_of_its_public_names() -> None:
     """``__all__`` in every module, naming exactly its public top-level functions, classes and constants."""
     undeclared = {}
