@@ -49,8 +49,13 @@ STRATEGY_COLOURS = {
     "unused": "#009E73",
     "attention": "#CC79A7",
     "pool": "#D55E00",
+    # The later families: the last Okabe-Ito blue, then Paul Tol's muted colours (yellow is too pale for lines).
+    "const": "#56B4E9",
+    "attention_var": "#882255",
+    "pool_var": "#44AA99",
+    "static": "#999933",
 }
-_EXTRA_COLOURS = ["#56B4E9", "#F0E442", "#882255", "#44AA99"]
+_EXTRA_COLOURS = ["#332288", "#DDCC77", "#117733", "#AA4499"]
 REFERENCE_COLOURS = {"bm25": "#8C564B", "untrained": "#7F7F7F"}
 K_LINESTYLES = ["-", "--", ":", "-."]
 # ColBERT's query and document markers are BERT's first two unused entries.
