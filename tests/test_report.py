@@ -712,3 +712,11 @@ def test_best_at_budget_takes_each_strategys_best_system_that_fits() -> None:
     assert table.loc[(8, "none"), "post_hoc"] == "" and np.isnan(table.loc[(8, "none"), "delta"])
     text = budget_markdown(comparison, budget_table(comparison, [2]))
     assert "best first (2-bit)" in text and "first (2-bit): " in text
+
+
+def test_every_strategy_has_a_colour_of_its_own() -> None:
+    from tokenprune.reporting.plots import REFERENCE_COLOURS, strategy_colour
+    from tokenprune.strategies import STRATEGIES
+
+    colours = [strategy_colour(strategy) for strategy in STRATEGIES] + list(REFERENCE_COLOURS.values())
+    assert len(set(colours)) == len(colours)
