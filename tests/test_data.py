@@ -281,3 +281,22 @@ def test_a_registered_source_kind_reads_the_datasets_it_applies_to(monkeypatch, 
     # A spec of no kind at all names every key that would select one.
     with pytest.raises(TokenpruneError, match="set one of 'beir_folder', 'classic', 'irds_id', 'lines_file'"):
         sources.open_collection(DatasetSpec.from_config("none", {"splits": ["test"]}), None, tmp_path)
+
+
+def test_an_idf_table_is_written_byte_for_byte_the_same_each_time(tiny_beir: Path, tmp_path: Path, tokenizer) -> None:
+    """safetensors writes several metadata entries in hash order; the table keeps one, so reruns are identical."""
+    import json
+
+    from safetensors import safe_open
+
+    from tokenprune.idf import compute_idf
+
+    prepare(tiny_beir, tmp_path / "data", tokenizer)
+    dataset = PreparedDataset(tmp_path / "data")
+    written = []
+    for attempt in range(4):
+        compute_idf(dataset, tokenizer, tmp_path / f"idf{attempt}.safetensors")
+        written.append((tmp_path / f"idf{attempt}.safetensors").read_bytes())
+    assert len(set(written)) == 1
+    with safe_open(str(tmp_path / "idf0.safetensors"), "pt") as table:
+        assert json.loads(table.metadata()["tokenprune_counts"]) == {"documents": 3, "vocabulary": len(tokenizer)}

@@ -9,6 +9,7 @@ the same ranking; the smoothing keeps unseen tokens finite.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def compute_idf(dataset: PreparedDataset, tokenizer, output: str | Path) -> torc
     frequencies, documents = document_frequencies(dataset, tokenizer)
     idf = idf_from_frequencies(frequencies, documents)
     with atomic_file(output) as tmp:
-        save_file({"idf": idf}, str(tmp), metadata={"documents": str(documents), "vocabulary": str(len(tokenizer))})
+        # One metadata entry: safetensors writes several in hash order, so reruns would differ in bytes.
+        counts = json.dumps({"documents": documents, "vocabulary": len(tokenizer)}, sort_keys=True)
+        save_file({"idf": idf}, str(tmp), metadata={"tokenprune_counts": counts})
     return idf
 
 
