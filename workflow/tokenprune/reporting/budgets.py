@@ -84,16 +84,16 @@ def budget_markdown(comparison: Comparison, budgets: pd.DataFrame) -> str:
     measure = comparison.measures[0]
     parts = [f"**Best at a storage budget: {comparison.corpus} {comparison.split}, {measure}**\n"]
     for budget, rows in budgets.groupby("budget_kib", sort=True):
+        # The best value; among equals the fewer bytes, then the in-loop side.
         candidates = [
-            (rows[f"{side}_{measure}"].max(), side)
+            (row[f"{side}_{measure}"], -row[f"{side}_kib"], side == "in_loop", row[side], row[f"{side}_kib"])
+            for _, row in rows.iterrows()
             for side in ("in_loop", "post_hoc")
-            if rows[f"{side}_{measure}"].notna().any()
+            if row[side]
         ]
-        _, side = max(candidates)
-        winner = rows.loc[rows[f"{side}_{measure}"].idxmax()]
+        value, _, _, method, kib = max(candidates)
         parts.append(
-            f"\n*At most {budget:g} KiB per passage*: best {winner[side]} "
-            f"({measure} {winner[f'{side}_{measure}']:.3f}, {winner[f'{side}_kib']:.2f} KiB per passage).\n"
+            f"\n*At most {budget:g} KiB per passage*: best {method} ({measure} {value:.3f}, {kib:.2f} KiB per passage).\n"
         )
         shown = pd.DataFrame(
             {
