@@ -300,7 +300,7 @@ def test_one_deviant_seed_makes_a_query_level_win_inconclusive(tmp_path: Path) -
         systems.append(_write_outputs(tmp_path, f"sci/posthoc-idf/k10/seed{seed}", base + rng.normal(0, 0.01, 60)))
     summary_dir = tmp_path / "summary"
     arguments = ["summarize", "--corpus", "sci", "--split", "test", "--mode", "exact", "--measures", M]
-    arguments += ["--alpha", "0.05", "--output-dir", str(summary_dir)]
+    arguments += ["--alpha", "0.05", "--storage-budgets", "2", "--output-dir", str(summary_dir)]
     for system in systems:
         arguments += ["--system", *system]
     assert main(arguments) == 0
