@@ -331,11 +331,13 @@ def test_posthoc_indexes_from_one_pass_equal_each_selection_indexed_on_its_own(i
 
 def test_posthoc_refuses_a_selection_that_changes_the_encoder_input(corpus, tmp_path) -> None:
     unused = make_selector("unused", 3, unused_ids=[3, 4, 5])
-    with pytest.raises(TokenpruneError, match="'unused' inserts tokens into the passage"):
-        build_posthoc_indexes(
-            small_model(), corpus, {tmp_path / "u": unused}, batch_size=5, chunk_documents=16, precision="fp32"
-        )
-    assert not (tmp_path / "u").exists()
+    const = make_selector("const", 3, passage_length=16, normalize=True)
+    for name, selector in (("unused", unused), ("const", const)):
+        with pytest.raises(TokenpruneError, match=f"strategy '{name}' has no post-hoc form"):
+            build_posthoc_indexes(
+                small_model(), corpus, {tmp_path / name: selector}, batch_size=5, chunk_documents=16, precision="fp32"
+            )
+        assert not (tmp_path / name).exists()
 
 
 def test_every_strategy_counts_percent_kept_against_the_same_candidates(indexes) -> None:
