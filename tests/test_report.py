@@ -710,8 +710,9 @@ def test_best_at_budget_takes_each_strategys_best_system_that_fits() -> None:
     # At 8 KiB the 2-bit baseline (5.3 KiB) fits; it has no post-hoc side.
     assert table.loc[(8, "none"), "in_loop"] == "ColBERT (no pruning, 2-bit)"
     assert table.loc[(8, "none"), "post_hoc"] == "" and np.isnan(table.loc[(8, "none"), "delta"])
-    text = budget_markdown(comparison, budget_table(comparison, [2]))
+    text = budget_markdown(comparison, budget_table(comparison, [0.1, 2]), [0.1, 2])
     assert "best first (2-bit)" in text and "first (2-bit): " in text
+    assert "*At most 0.1 KiB per passage*: no system of this study fits." in text
 
 
 def test_every_strategy_has_a_colour_of_its_own() -> None:

@@ -79,11 +79,15 @@ def _cell(method: object, kib: float, value: float) -> str:
     return "–" if not method else f"{method}: {value:.3f} ({kib:.2f} KiB)"
 
 
-def budget_markdown(comparison: Comparison, budgets: pd.DataFrame) -> str:
+def budget_markdown(comparison: Comparison, budgets: pd.DataFrame, budgets_kib: Sequence[float]) -> str:
     """The budget table for people: per budget, the best system overall, then each strategy's two sides."""
     measure = comparison.measures[0]
     parts = [f"**Best at a storage budget: {comparison.corpus} {comparison.split}, {measure}**\n"]
-    for budget, rows in budgets.groupby("budget_kib", sort=True):
+    for budget in sorted(budgets_kib):
+        rows = budgets[budgets["budget_kib"] == budget]
+        if rows.empty:
+            parts.append(f"\n*At most {budget:g} KiB per passage*: no system of this study fits.\n")
+            continue
         # The best value; among equals the fewer bytes, then the in-loop side.
         candidates = [
             (row[f"{side}_{measure}"], -row[f"{side}_kib"], side == "in_loop", row[side], row[f"{side}_kib"])
@@ -128,7 +132,12 @@ def write_budget_tables(
     written = {"budgets_csv": output_dir / f"{BUDGET_STEM}.csv", "budgets_md": output_dir / f"{BUDGET_STEM}.md"}
     with atomic_file(written["budgets_csv"]) as tmp:
         budgets.to_csv(tmp, index=False, float_format="%.6g")
-    text = budget_markdown(comparison, budgets) if len(budgets) else "No system has a measured size per passage.\n"
+    has_sizes = "kib_per_passage" in comparison.table and comparison.table["kib_per_passage"].notna().any()
+    text = (
+        budget_markdown(comparison, budgets, budgets_kib)
+        if has_sizes
+        else "No system has a measured size per passage.\n"
+    )
     with atomic_file(written["budgets_md"]) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return written
