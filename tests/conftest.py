@@ -107,6 +107,19 @@ def fake_nvidia_smi(folder: Path, listing: str, exit_code: int = 0) -> Path:
     return folder
 
 
+def workflow_command(workdir: Path, config: Path) -> list[str]:
+    """``snakemake`` on the repository's Snakefile, run in ``workdir`` with ``config``; add the cores and targets."""
+    return [
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+    ]
+
+
 def tiny_study(folder: Path) -> Path:
     """A BEIR folder and a config for a study that runs in a minute or two on a CPU."""
     data = write_topics_collection(folder / "collection")
@@ -136,15 +149,7 @@ def tiny_report(tmp_path_factory) -> Path:
     """
     tmp_path = tmp_path_factory.mktemp("tiny-study")
     config = tiny_study(tmp_path)
-    workflow = [
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(config),
-    ]
+    workflow = workflow_command(tmp_path, config)
     run = subprocess.run([*workflow, "--cores", "2", "--quiet", "all"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     report = subprocess.run([*workflow, "--report", "reports/report.html"], capture_output=True, text=True)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import workflow_command
 
 # Words the backbone's vocabulary holds whole, so every passage is a few distinct word pieces.
 WORDS = [
@@ -133,19 +133,7 @@ def test_docpairs_route_runs_from_ir_datasets_files_to_metrics(tmp_path: Path) -
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
-        [
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "2",
-            "--quiet",
-            "all",
-        ],
+        [*workflow_command(tmp_path, tmp_path / "config.yaml"), "--cores", "2", "--quiet", "all"],
         capture_output=True,
         text=True,
     )

@@ -14,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from conftest import REPO, write_topics_collection
+from conftest import workflow_command, write_topics_collection
 from tokenprune.backbone import EMBEDDED_BACKBONE, resolve_backbone
 from tokenprune.errors import TokenpruneError
 from tokenprune.model import ColBERT, ColBERTConfig
@@ -176,19 +176,7 @@ def test_tiny_study_on_a_pylate_model(tmp_path: Path) -> None:
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = subprocess.run(
-        [
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(tmp_path / "config.yaml"),
-            "--cores",
-            "2",
-            "--quiet",
-            "all",
-        ],
+        [*workflow_command(tmp_path, tmp_path / "config.yaml"), "--cores", "2", "--quiet", "all"],
         capture_output=True,
         text=True,
     )
